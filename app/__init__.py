@@ -1,0 +1,3 @@
+"""Quarry: a label-efficient learning service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""Dependencies: the request session (commit at the edge) and the app's injected services."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import transaction
+from app.errors import NotFound
+from app.jobs.runner import JobRunner
+from app.models import Project
+from app.sampling.index_store import IndexStore
+from app.services.embedding import EmbedderCache
+from app.services.predicting import NetCache
+from app.services.queue import RankingCache
+from app.storage import ArtifactStore
+from app.strategies.registry import StrategyRegistry
+
+
+@dataclass
+class Services:
+    """Everything routers need besides the session; built once in ``create_app``."""
+
+    settings: Settings
+    sessionmaker: sessionmaker[Session]
+    store: ArtifactStore
+    strategies: StrategyRegistry
+    rankings: RankingCache
+    embedders: EmbedderCache
+    index_store: IndexStore
+    nets: NetCache
+    runner: JobRunner
+
+
+def get_services(request: Request) -> Services:
+    """The app's service container."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """One transaction per request: commit before the response, then run after-commit hooks."""
+    with transaction(services.sessionmaker) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_project(project_id: int, session: SessionDep) -> Project:
+    """Load the path's project or 404."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound("project", project_id)
+    return project
+
+
+ProjectDep = Annotated[Project, Depends(get_project, scope="function")]

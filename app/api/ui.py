@@ -1,0 +1,126 @@
+"""HTML pages: a server-rendered shell (Jinja2) whose ES modules talk only to the JSON API."""
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from app.api.deps import get_services
+from app.models import Project
+from app.services import projects as project_service
+
+UI_DIR = Path(__file__).resolve().parents[2] / "ui"
+API_BASE = "/api/v1"
+LABEL_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
+# Mirrors ui/static/keymap.js (the help dialog is rendered here so it works before JS runs).
+COMMAND_KEYS = [
+    (["Enter", "a"], "Accept the model's suggestion (multilabel: submit the chosen labels)"),
+    (["s"], "Skip this item"),
+    (["?"], "Show or hide this help"),
+    (["Esc"], "Close this help"),
+]
+# Pool text may contain markup: the page never runs inline code, so a stray <script> is inert.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+templates = Jinja2Templates(directory=UI_DIR / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Serve ``ui/static`` at ``/static`` and the HTML pages."""
+    mimetypes.add_type("text/javascript", ".js")  # some OS tables map .js to text/plain
+    app.mount("/static", StaticFiles(directory=UI_DIR / "static"), name="static")
+    app.include_router(router)
+
+
+@router.get("/", response_class=HTMLResponse)
+def label_home(request: Request, project: str | None = None) -> HTMLResponse:
+    """The labeling page for ``?project=<id>`` (default: the newest project)."""
+    with get_services(request).sessionmaker() as session:
+        projects = project_service.list_projects(session)
+        if not projects:
+            return _render(request, "label.html", {"projects": [], "project": None})
+        if project is None or project == "":
+            chosen: Project | None = projects[0]
+        else:
+            chosen = next((p for p in projects if str(p.id) == project.strip()), None)
+        if chosen is None:
+            return _not_found(request, f"There is no project {project!r}.")
+        return _label_page(request, session, projects, chosen)
+
+
+@router.get("/projects/{project_id}/label", response_class=HTMLResponse)
+def label_project(request: Request, project_id: int) -> HTMLResponse:
+    """The labeling page of one project."""
+    with get_services(request).sessionmaker() as session:
+        projects = project_service.list_projects(session)
+        chosen = next((p for p in projects if p.id == project_id), None)
+        if chosen is None:
+            return _not_found(request, f"There is no project {project_id}.")
+        return _label_page(request, session, projects, chosen)
+
+
+@router.get("/projects/{project_id}/verify", response_class=HTMLResponse)
+def verify_project(request: Request, project_id: int) -> HTMLResponse:
+    """Verify mode: confirm or reject mined negatives queued by ``negatives/mine``."""
+    with get_services(request).sessionmaker() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return _not_found(request, f"There is no project {project_id}.")
+        return _render(request, "verify.html", {"project": project})
+
+
+def label_keys_for(labels: list[str]) -> list[str | None]:
+    """Keyboard key of each label: the label itself when every label is a distinct digit
+    (digits: press 3 for "3"), else 1..9 then 0 by position (none past the tenth)."""
+    if len(set(labels)) == len(labels) and all(len(x) == 1 and x.isdigit() for x in labels):
+        return list(labels)
+    return [LABEL_KEYS[i] if i < len(LABEL_KEYS) else None for i in range(len(labels))]
+
+
+def _label_page(
+    request: Request, session: Session, projects: Any, project: Project
+) -> HTMLResponse:
+    label_keys = list(zip(project.labels, label_keys_for(project.labels), strict=True))
+    context = {
+        "projects": projects,
+        "project": project,
+        "labels_json": json.dumps(project.labels),
+        "label_keys": label_keys,
+        "command_keys": COMMAND_KEYS,
+        "counts": project_service.project_counts(session, project),
+    }
+    return _render(request, "label.html", context)
+
+
+def _not_found(request: Request, message: str) -> HTMLResponse:
+    context = {"heading": "Not found", "message": message}
+    return _render(request, "base.html", context, status_code=404)
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    context = {
+        "root": root,
+        "api_base": root + API_BASE,
+        "origin": str(request.base_url).rstrip("/"),
+        **context,
+    }
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response

@@ -1,0 +1,102 @@
+"""The ``quarry`` command: serve, demo, db upgrade."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.config import Settings, get_settings
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+    from app.migrate import upgrade_to_head
+
+    upgrade_to_head(settings.database_url)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API, the UI and the in-process worker."""
+    _serve(get_settings(), args.host, args.port)
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    """Apply every migration to QUARRY_DATABASE_URL."""
+    from app.migrate import upgrade_to_head
+
+    upgrade_to_head(get_settings().database_url)
+    print("database is at head")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Serve a real dataset (labels hidden), or simulate an oracle with --simulate N."""
+    from app.datasets import load_csv_dataset, load_digits_dataset
+    from app.demo import ensure_project, format_curves, simulate
+
+    dataset = load_csv_dataset(Path(args.dataset)) if args.dataset else load_digits_dataset()
+    if args.simulate:
+        print(f"simulating {args.simulate} labels on {dataset.name} ({len(dataset.targets)} rows, "
+              f"{len(dataset.labels)} classes): {args.strategy} vs random")
+        curves = simulate(
+            dataset, n_labels=args.simulate, strategy=args.strategy,
+            batch_size=args.batch_size, seed=args.seed,
+        )
+        print()
+        print("held-out accuracy by number of labels")
+        print(format_curves(curves))
+        return 0
+    from app.main import build_services
+    from app.migrate import upgrade_to_head
+
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    project_id = ensure_project(build_services(settings), dataset)
+    print(f"project {dataset.name!r} (id {project_id}) is ready; label at "
+          f"http://{args.host}:{args.port}/?project={project_id}")
+    _serve(settings, args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``quarry``."""
+    parser = argparse.ArgumentParser(prog="quarry", description="Label-efficient learning service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API, UI and in-process worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="serve a real dataset, or --simulate an oracle")
+    demo.add_argument("--dataset", help="a text,label CSV (default: scikit-learn digits)")
+    demo.add_argument("--simulate", type=int, metavar="N", help="answer N labels from the held labels")
+    demo.add_argument("--strategy", default="margin", help="query strategy to compare with random")
+    demo.add_argument("--batch-size", type=int, default=None, help="labels per round (default N/10)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("sentence_transformers", "alembic", "httpx", "faiss.loader"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Service settings, read from the environment (prefix ``QUARRY_``)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All tunables of the service; nothing connects when this is built."""
+
+    model_config = SettingsConfigDict(env_prefix="QUARRY_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".quarry"), description="Artifact store and default SQLite file.")
+    database_url: str = Field("", description="SQLAlchemy URL; default sqlite under data_dir.")
+    job_runner: str = Field("thread", description="thread (in-process) or inline (tests).")
+    lease_seconds: int = Field(600, ge=10, description="How long /next holds an item.")
+    import_inline_max: int = Field(
+        256, ge=0, description="Text imports above this many rows run as a background job."
+    )
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    embed_batch_size: int = Field(64, ge=1)
+    default_queue_strategy: str = "margin"
+    cold_start_strategy: str = "typical"
+    pseudo_label_threshold: float = Field(0.95, gt=0.0, le=1.0)
+    torch_threads: int = Field(
+        1, ge=0, description="torch threads in jobs; 0 keeps torch's default (all cores)."
+    )
+    mc_dropout_samples: int = Field(
+        10, ge=0, description="MC-dropout passes saved as mc_probs.npy (for BALD); 0 turns it off."
+    )
+    mc_dropout_max_elements: int = Field(
+        200_000_000,
+        ge=0,
+        description="Skip mc_probs.npy when pool * classes * samples exceeds this (float16 file).",
+    )
+    served_window_seconds: int = Field(
+        3600, ge=0, description="Batch queries skip items /next served within this many seconds."
+    )
+    index_exact_below: int = Field(
+        50_000, ge=0, description="Pools below this size get an exact (flat) vector index."
+    )
+    index_approximate: Literal["ivf", "hnsw"] = Field(
+        "ivf", description="Approximate index kind at or above index_exact_below."
+    )
+    index_recall_target: float = Field(
+        0.95, gt=0.0, le=1.0, description="recall@10 the approximate index is tuned to reach."
+    )
+    near_duplicate_similarity: float = Field(
+        0.98, gt=-1.0, le=1.0, description="Imported rows this similar to an item are flagged."
+    )
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite+pysqlite:///{(self.data_dir / 'quarry.db').resolve()}"
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, built once per process."""
+    return Settings()

@@ -1,0 +1,258 @@
+"""Train job: snapshot the labels, fit with pseudo-labels, write the checkpoint, activate it.
+
+No session stays open while torch trains. The checkpoint folder is written atomically before
+the final transaction; if that transaction fails the folder is removed and the active
+checkpoint stays as it was.
+"""
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, insert, select, update
+
+from app.jobs.common import Progress, finish, run_guarded
+from app.jobs.runner import JobContext
+from app.ml.artifacts import save_checkpoint
+from app.ml.predict import embed, mc_dropout_proba, predict_proba, resolve_device
+from app.ml.runtime import set_threads
+from app.ml.train import TrainConfig, fit_self_training
+from app.models import Annotation, Checkpoint, Item, ItemStatus, Job, LabelSource, Project
+
+PSEUDO_METHOD = "self_training"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the job reads in its first short transaction."""
+
+    project_id: int
+    task: str
+    label_names: list[str]
+    pool_size: int
+    positions: npt.NDArray[np.int64]  # position of every item, aligned with item_ids
+    item_ids: npt.NDArray[np.int64]
+    labeled_positions: npt.NDArray[np.int64]
+    targets: npt.NDArray[Any]  # int64 [l] class index, or float32 [l, c] multi-hot
+
+
+def run_train(job_id: int, ctx: JobContext) -> None:
+    """Job body for ``kind="train"``."""
+    run_guarded(ctx.sessionmaker, job_id, lambda job, progress: _body(job, progress, ctx))
+
+
+def _snapshot(ctx: JobContext, project_id: int) -> Snapshot:
+    with ctx.sessionmaker() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise LookupError(f"project {project_id} is gone")
+        rows = session.execute(
+            select(Item.position, Item.id, Item.status, Item.labels)
+            .where(Item.project_id == project_id, Item.position < project.pool_size)
+            .order_by(Item.position)
+        ).all()
+        index = {name: i for i, name in enumerate(project.labels)}
+        labeled = [(pos, labels) for pos, _id, status, labels in rows if status == ItemStatus.LABELED]
+        if project.task == "multilabel":
+            targets: npt.NDArray[Any] = np.zeros((len(labeled), len(index)), dtype=np.float32)
+            for row, (_pos, labels) in enumerate(labeled):
+                targets[row, [index[name] for name in labels]] = 1.0
+        else:
+            targets = np.array([index[labels[0]] for _pos, labels in labeled], dtype=np.int64)
+        return Snapshot(
+            project_id=project_id,
+            task=project.task,
+            label_names=list(project.labels),
+            pool_size=project.pool_size,
+            positions=np.array([r[0] for r in rows], dtype=np.int64),
+            item_ids=np.array([r[1] for r in rows], dtype=np.int64),
+            labeled_positions=np.array([pos for pos, _ in labeled], dtype=np.int64),
+            targets=targets,
+        )
+
+
+def train_config(params: dict[str, Any], task: str, default_threshold: float) -> TrainConfig:
+    """TrainConfig from a job's params (see ``TrainRequest``)."""
+    semi = params.get("semi_supervised") or {"method": "none"}
+    enabled = semi.get("method", "self_training") != "none"
+    overrides: dict[str, Any] = {"task": task}
+    if params.get("epochs"):
+        overrides["epochs"] = int(params["epochs"])
+    if params.get("hidden") is not None:
+        overrides["hidden"] = int(params["hidden"])
+    overrides["pseudo_label_threshold"] = (
+        float(semi.get("threshold", default_threshold)) if enabled else 1.0
+    )
+    overrides["pseudo_rounds"] = int(semi.get("rounds", 1)) if enabled else 0
+    overrides["pseudo_weight"] = float(semi.get("weight", 0.5))
+    overrides["max_pseudo_per_class"] = semi.get("max_per_class")
+    return TrainConfig(**overrides)
+
+
+def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
+    snap = _snapshot(ctx, job.project_id)
+    if snap.labeled_positions.size == 0:
+        raise ValueError("no labeled items to train on")
+    features = np.asarray(ctx.store.read_features(snap.project_id, snap.pool_size))
+    unlabeled = np.setdiff1d(np.arange(snap.pool_size), snap.labeled_positions)
+    config = train_config(job.params, snap.task, ctx.settings.pseudo_label_threshold)
+    device = resolve_device(job.params.get("device", "auto"))
+    set_threads(ctx.settings.torch_threads)
+    seed = int(job.params.get("seed", 0))
+    progress(0.02, "training", force=True)
+    result = fit_self_training(
+        features[snap.labeled_positions],
+        snap.targets,
+        features[unlabeled],
+        config=config,
+        seed=seed,
+        device=device,
+        on_progress=lambda p, msg: progress(0.02 + 0.8 * p, msg),
+    )
+    progress(0.85, "scoring the pool", force=True)
+    probs = predict_proba(result.net, features, device=device)
+    embeddings = embed(result.net, features, device=device)
+    directory = ctx.store.project_dir(snap.project_id) / "checkpoints" / f"job{job.id}"
+    counts = _label_counts(snap)
+    meta = {
+        "job_id": job.id,
+        "labels": snap.label_names,
+        "task": snap.task,
+        "pool_size": snap.pool_size,
+        "metrics": result.metrics,
+        "config": config.to_dict(),
+    }
+    arrays = {"probs": probs, "embeddings": embeddings}
+    mc_probs = _mc_probs(result.net, features, ctx.settings, seed=seed, device=device)
+    if mc_probs is not None:
+        arrays["mc_probs"] = mc_probs
+    meta["mc_dropout_samples"] = 0 if mc_probs is None else int(mc_probs.shape[0])
+    save_checkpoint(directory, result.net, meta=meta, arrays=arrays)
+    progress(0.95, "activating", force=True)
+    pseudo_positions = unlabeled[result.pseudo_positions]
+    try:
+        with ctx.sessionmaker() as session, session.begin():
+            checkpoint = _activate(session, job, snap, directory, result, config, counts)
+            n_pseudo = _store_pseudo_labels(
+                session, snap, checkpoint.id, pseudo_positions, result.pseudo_labels,
+                result.pseudo_confidences,
+            )
+            checkpoint.n_pseudo = n_pseudo
+            finish(
+                session,
+                job.id,
+                {**result.metrics, "checkpoint_id": checkpoint.id, "version": checkpoint.version,
+                 "n_pseudo": n_pseudo},
+                f"checkpoint v{checkpoint.version} active",
+            )
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    ctx.on_checkpoint(snap.project_id)
+
+
+def _mc_probs(net: Any, features: Any, settings: Any, *, seed: int, device: Any) -> Any:
+    """float16 ``[t, n, c]`` MC-dropout samples for BALD, or None when turned off or too big.
+
+    ``t = settings.mc_dropout_samples`` (0 turns it off); skipped when ``t * n * c`` exceeds
+    ``settings.mc_dropout_max_elements`` (at the defaults, 10 samples of a 1,000,000 x 10 pool
+    are 100M elements, a 200 MB float16 file; a 20-class pool of that size is skipped). Stored as
+    float16: BALD differences survive the rounding and the file is half the size.
+    """
+    t = int(settings.mc_dropout_samples)
+    n, c = int(features.shape[0]), int(net.n_classes)
+    if t <= 0 or n == 0 or t * n * c > int(settings.mc_dropout_max_elements):
+        return None
+    return mc_dropout_proba(net, features, samples=t, seed=seed, device=device).astype(np.float16)
+
+
+def _label_counts(snap: Snapshot) -> dict[str, int]:
+    if snap.targets.ndim == 2:
+        sums = snap.targets.sum(axis=0)
+    else:
+        sums = np.bincount(snap.targets, minlength=len(snap.label_names))
+    return {name: int(n) for name, n in zip(snap.label_names, sums, strict=True)}
+
+
+def _activate(session, job, snap, directory, result, config, counts) -> Checkpoint:  # type: ignore[no-untyped-def]
+    project = session.get(Project, snap.project_id, with_for_update={"of": Project})
+    if project is None:
+        raise LookupError(f"project {snap.project_id} is gone")
+    last = session.scalar(
+        select(func.max(Checkpoint.version)).where(Checkpoint.project_id == project.id)
+    )
+    checkpoint = Checkpoint(
+        project_id=project.id,
+        version=(last or 0) + 1,
+        job_id=job.id,
+        path=str(directory.resolve()),
+        pool_size=snap.pool_size,
+        metrics=result.metrics,
+        label_counts=counts,
+        config=config.to_dict(),
+        n_labeled=int(snap.labeled_positions.size),
+        n_pseudo=0,
+    )
+    session.add(checkpoint)
+    session.flush()
+    project.active_checkpoint_id = checkpoint.id
+    return checkpoint
+
+
+def _store_pseudo_labels(
+    session: Any,
+    snap: Snapshot,
+    checkpoint_id: int,
+    positions: npt.NDArray[np.int64],
+    labels: npt.NDArray[Any],
+    confidences: npt.NDArray[np.float32],
+) -> int:
+    """Replace the previous checkpoint's pseudo-labels with this one's; humans always win."""
+    session.execute(
+        update(Item)
+        .where(Item.project_id == snap.project_id, Item.status == ItemStatus.PSEUDO)
+        .values(status=ItemStatus.UNLABELED, labels=None, label_source=None, label_confidence=None)
+        .execution_options(synchronize_session=False)
+    )
+    if positions.size == 0:
+        return 0
+    id_by_position = np.full(snap.pool_size, -1, dtype=np.int64)
+    id_by_position[snap.positions] = snap.item_ids
+    candidate_ids = id_by_position[positions]
+    still_unlabeled: set[int] = set()
+    for start in range(0, candidate_ids.size, 500):
+        chunk = candidate_ids[start : start + 500].tolist()
+        still_unlabeled.update(
+            session.scalars(
+                select(Item.id).where(Item.id.in_(chunk), Item.status == ItemStatus.UNLABELED)
+            ).all()
+        )
+    updates, annotations = [], []
+    for item_id, label, confidence in zip(candidate_ids.tolist(), labels, confidences, strict=True):
+        if item_id not in still_unlabeled:  # labeled by a human while we trained
+            continue
+        names = _names(snap, label)
+        if not names:
+            continue
+        updates.append(
+            {"id": item_id, "status": ItemStatus.PSEUDO, "labels": names,
+             "label_source": LabelSource.PSEUDO, "label_confidence": float(confidence)}
+        )
+        annotations.append(
+            {"project_id": snap.project_id, "item_id": item_id, "labels": names,
+             "source": LabelSource.PSEUDO, "confidence": float(confidence),
+             "method": PSEUDO_METHOD, "checkpoint_id": checkpoint_id, "extra": {}}
+        )
+    if updates:
+        session.execute(update(Item), updates)
+        session.execute(insert(Annotation), annotations)
+    return len(updates)
+
+
+def _names(snap: Snapshot, label: Any) -> list[str]:
+    row = np.asarray(label)
+    if row.ndim == 0:
+        return [snap.label_names[int(row)]]
+    return [snap.label_names[i] for i in np.flatnonzero(row >= 0.5)]

@@ -1,0 +1,31 @@
+"""SQLAlchemy ORM tables (and nothing else); ``Base.metadata`` is Alembic's target."""
+
+from app.models.base import Base
+from app.models.checkpoint import Checkpoint
+from app.models.job import Job, JobStatus
+from app.models.label import Annotation, LabelSource
+from app.models.mining import MiningRun, NegativeTriplet, VerifyStatus
+from app.models.pool import Item, ItemStatus, Lease, LeaseStatus
+from app.models.project import Project
+from app.models.query import QueryBatch, QueryItem
+from app.models.queue_ranking import QueueRanking
+
+__all__ = [
+    "Annotation",
+    "Base",
+    "Checkpoint",
+    "Item",
+    "ItemStatus",
+    "Job",
+    "JobStatus",
+    "LabelSource",
+    "Lease",
+    "LeaseStatus",
+    "MiningRun",
+    "NegativeTriplet",
+    "Project",
+    "QueryBatch",
+    "QueryItem",
+    "QueueRanking",
+    "VerifyStatus",
+]

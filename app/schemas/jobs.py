@@ -1,0 +1,96 @@
+"""Training, job, model and prediction bodies."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SemiSupervised(BaseModel):
+    """Semi-supervised settings of a training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["self_training", "none"] = "self_training"
+    threshold: float = Field(0.95, gt=0.0, le=1.0, description="pseudo-label confidence threshold")
+    max_per_class: int | None = Field(None, ge=1)
+    rounds: int = Field(1, ge=1, le=10)
+    weight: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class TrainRequest(BaseModel):
+    """Body of ``POST /projects/{pid}/train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    semi_supervised: SemiSupervised | None = Field(default_factory=SemiSupervised)
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    hidden: int | None = Field(None, ge=0, le=8192, description="0 = linear head")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+class JobRead(BaseModel):
+    """A background job."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    kind: str
+    status: str
+    progress: float
+    message: str | None
+    params: dict[str, Any]
+    metrics: dict[str, Any] = Field(validation_alias="result")
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class CheckpointRead(BaseModel):
+    """A trained model version."""
+
+    id: int
+    version: int
+    active: bool
+    metrics: dict[str, Any]
+    label_counts: dict[str, Any]
+    n_labeled: int
+    n_pseudo: int
+    job_id: int | None
+    created_at: datetime
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /projects/{pid}/predict``: exactly one input kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_ids: list[int] | None = Field(None, max_length=10_000)
+    texts: list[str] | None = Field(None, max_length=1_000)
+    vectors: list[list[float]] | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "PredictRequest":
+        given = [x for x in (self.item_ids, self.texts, self.vectors) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of item_ids, texts or vectors")
+        return self
+
+
+class PredictionRead(BaseModel):
+    """One prediction."""
+
+    item_id: int | None = None
+    label: str
+    confidence: float
+    labels: list[str] | None = None
+    probs: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """Predictions of the active checkpoint."""
+
+    model_version: int
+    predictions: list[PredictionRead]

@@ -1,0 +1,305 @@
+"""The annotation queue: a ranking per (project, checkpoint, pool size), served under leases.
+
+A ranking is computed once by the project's queue strategy (or a model-free cold start when no
+checkpoint is active) and cached in memory; ``/next`` walks it, skipping items that were labeled
+or are leased meanwhile, and recomputes it when it runs dry. A lease is taken with a conditional
+UPDATE (``lease_expires_at`` null or past), so two annotators never hold one item, whatever
+process serves them.
+"""
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from app.errors import PoolExhausted
+from app.models import Item, ItemStatus, Lease, LeaseStatus, Project, QueueRanking
+from app.services import pool_view
+from app.storage import ArtifactStore
+from app.strategies.registry import StrategyRegistry
+
+RANKING_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Positions best first, their scores, and how they were picked."""
+
+    item_ids: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    strategy: str
+    checkpoint_id: int | None
+    seed: int
+
+
+class RankingCache:
+    """In-memory LRU of queue rankings keyed by (project, checkpoint, pool size, strategy)."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: OrderedDict[tuple[object, ...], Ranking] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def get(self, key: tuple[object, ...]) -> Ranking | None:
+        with self._lock:
+            ranking = self._entries.get(key)
+            if ranking is not None:
+                self._entries.move_to_end(key)
+            return ranking
+
+    def put(self, key: tuple[object, ...], ranking: Ranking) -> None:
+        with self._lock:
+            self._entries[key] = ranking
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def invalidate(self, project_id: int) -> None:
+        """Drop every ranking of a project (on demand re-rank)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == project_id]:
+                del self._entries[key]
+
+
+@dataclass(frozen=True)
+class QueueDeps:
+    """What the queue needs besides the session."""
+
+    store: ArtifactStore
+    strategies: StrategyRegistry
+    rankings: RankingCache
+    lease_seconds: int
+    cold_start_strategy: str
+
+
+def now_utc() -> datetime:
+    """Current time in UTC."""
+    return datetime.now(UTC)
+
+
+def release_expired(session: Session, project: Project, now: datetime) -> None:
+    """Return items whose lease expired to the queue and mark those leases expired."""
+    expired = session.scalars(
+        select(Item.lease_id).where(
+            Item.project_id == project.id,
+            Item.lease_id.is_not(None),
+            Item.lease_expires_at <= now,
+        )
+    ).all()
+    if not expired:
+        return
+    session.execute(
+        update(Item)
+        .where(Item.lease_id.in_(expired), Item.lease_expires_at <= now)
+        .values(lease_id=None, leased_by=None, lease_expires_at=None)
+    )
+    session.execute(
+        update(Lease)
+        .where(Lease.id.in_(expired), Lease.status == LeaseStatus.ACTIVE)
+        .values(status=LeaseStatus.EXPIRED, closed_at=now)
+    )
+
+
+def _compute_ranking(
+    session: Session, project: Project, deps: QueueDeps, now: datetime, *, reason: str = "auto"
+) -> Ranking:
+    checkpoint = project.active_checkpoint
+    name = project.queue_strategy if checkpoint is not None else deps.cold_start_strategy
+    strategy = deps.strategies.create(name, {})
+    if checkpoint is None and "probs" in strategy.requires:
+        name, strategy = "random", deps.strategies.create("random", {})
+    view = pool_view.load(session, project, deps.store, needs=strategy.requires, now=now)
+    seed = int(now.timestamp()) % (2**31)
+    n = min(RANKING_SIZE, view.n_unlabeled)
+    if n == 0:
+        raise PoolExhausted("every item is labeled or leased", available=0)
+    selection = strategy.select(view, n, np.random.default_rng(seed))
+    finite = selection.scores[np.isfinite(selection.scores)]
+    session.add(  # the stopping signal "top acquisition score over time"
+        QueueRanking(
+            project_id=project.id,
+            checkpoint_id=view.checkpoint_id,
+            strategy=name,
+            reason=reason,
+            size=int(selection.positions.size),
+            top_score=float(finite.max()) if finite.size else None,
+            mean_score=float(finite.mean()) if finite.size else None,
+            n_unlabeled=int(view.n_unlabeled),
+            created_at=now,
+        )
+    )
+    return Ranking(
+        item_ids=view.item_ids[selection.positions],
+        scores=selection.scores,
+        strategy=name,
+        checkpoint_id=view.checkpoint_id,
+        seed=seed,
+    )
+
+
+def _ranking_key(project: Project) -> tuple[object, ...]:
+    return (project.id, project.active_checkpoint_id, project.pool_size, project.queue_strategy)
+
+
+def rerank(session: Session, project: Project, *, deps: QueueDeps) -> Ranking:
+    """Recompute the project's queue ranking now (on demand) and record it.
+
+    Raises:
+        PoolExhausted: every item is labeled or leased.
+        ModelNotReady, StrategyFailed: from the queue strategy.
+    """
+    now = now_utc()
+    release_expired(session, project, now)
+    deps.rankings.invalidate(project.id)
+    ranking = _compute_ranking(session, project, deps, now, reason="rerank")
+    deps.rankings.put(_ranking_key(project), ranking)
+    session.flush()
+    return ranking
+
+
+def lease_next(
+    session: Session, project: Project, *, annotator: str, n: int, deps: QueueDeps
+) -> list[Lease]:
+    """Lease up to ``n`` items to ``annotator``: their open leases first, then new ones.
+
+    Raises:
+        PoolExhausted: nothing is left to label (every item labeled or leased).
+    """
+    now = now_utc()
+    release_expired(session, project, now)
+    leases = list(
+        session.scalars(
+            select(Lease)
+            .where(
+                Lease.project_id == project.id,
+                Lease.annotator == annotator,
+                Lease.status == LeaseStatus.ACTIVE,
+                Lease.expires_at > now,
+            )
+            .order_by(Lease.created_at, Lease.rank)
+            .limit(n)
+        ).all()
+    )
+    for _attempt in range(3):
+        if len(leases) >= n:
+            break
+        key = _ranking_key(project)
+        ranking = deps.rankings.get(key)
+        if ranking is None:
+            try:
+                ranking = _compute_ranking(session, project, deps, now)
+            except PoolExhausted:
+                if leases:
+                    break  # fewer than n left: serve what we have
+                raise
+            deps.rankings.put(key, ranking)
+        leases += _claim(session, project, ranking, annotator, n - len(leases), now, deps)
+        if len(leases) < n:
+            deps.rankings.invalidate(project.id)  # ran dry: re-rank over what is left
+    if not leases:
+        raise PoolExhausted("every item is labeled or leased", available=0)
+    session.flush()
+    return leases
+
+
+def _claim(
+    session: Session,
+    project: Project,
+    ranking: Ranking,
+    annotator: str,
+    n: int,
+    now: datetime,
+    deps: QueueDeps,
+) -> list[Lease]:
+    expires = now + timedelta(seconds=deps.lease_seconds)
+    free = set(
+        session.scalars(
+            select(Item.id).where(
+                Item.id.in_(ranking.item_ids.tolist()),
+                Item.status != ItemStatus.LABELED,
+                or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
+                Item.id.not_in(
+                    select(Lease.item_id).where(
+                        Lease.project_id == project.id,
+                        Lease.annotator == annotator,
+                        Lease.status == LeaseStatus.SKIPPED,
+                    )
+                ),
+            )
+        ).all()
+    )
+    claimed: list[Lease] = []
+    for rank, (item_id, score) in enumerate(zip(ranking.item_ids.tolist(), ranking.scores, strict=True)):
+        if len(claimed) >= n:
+            break
+        if item_id not in free:
+            continue
+        lease_id = uuid.uuid4().hex
+        result = session.execute(
+            update(Item)
+            .where(
+                Item.id == item_id,
+                Item.status != ItemStatus.LABELED,
+                or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
+            )
+            .values(lease_id=lease_id, leased_by=annotator, lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another annotator took it first
+        lease = Lease(
+            id=lease_id,
+            project_id=project.id,
+            item_id=item_id,
+            annotator=annotator,
+            strategy=ranking.strategy,
+            score=None if not np.isfinite(score) else float(score),
+            rank=rank,
+            checkpoint_id=ranking.checkpoint_id,
+            seed=ranking.seed,
+            status=LeaseStatus.ACTIVE,
+            created_at=now,
+            expires_at=expires,
+        )
+        session.add(lease)
+        claimed.append(lease)
+    return claimed
+
+
+def close_lease(session: Session, lease_id: str, status: str, now: datetime) -> Lease | None:
+    """Mark a lease completed/skipped and free its item; returns the lease if it existed."""
+    lease = session.get(Lease, lease_id)
+    if lease is None:
+        return None
+    if lease.status == LeaseStatus.ACTIVE:
+        lease.status = status
+        lease.closed_at = now
+    session.execute(
+        update(Item)
+        .where(Item.id == lease.item_id, Item.lease_id == lease_id)
+        .values(lease_id=None, leased_by=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return lease
+
+
+def read_ranking(ranking: Ranking) -> dict[str, object]:
+    """API view of a ranking (the head of the queue)."""
+    finite = ranking.scores[np.isfinite(ranking.scores)]
+    return {
+        "strategy": ranking.strategy,
+        "checkpoint_id": ranking.checkpoint_id,
+        "seed": ranking.seed,
+        "size": int(ranking.item_ids.size),
+        "top_score": float(finite.max()) if finite.size else None,
+        "head": [
+            {"item_id": int(i), "rank": r, "score": float(s) if np.isfinite(s) else None}
+            for r, (i, s) in enumerate(zip(ranking.item_ids[:10], ranking.scores[:10], strict=True))
+        ],
+    }

@@ -1,0 +1,692 @@
+"""Benchmark: Quarry's hard-negative mining vs sentence-transformers, and flat / HNSW / IVF
+indexes at 100k and 1M vectors.
+
+Data (say which in every table):
+
+- ``banking77`` (real): MiniLM (all-MiniLM-L6-v2) embeddings of Banking77; the corpus is the
+  train split (10,003 texts), the anchors are the test split (3,080 texts), each paired with a
+  positive: a random train text of the same intent. A mined negative is a *false negative* when
+  it has the anchor's intent.
+- ``banking77x10`` (embedding-like, 100k x 100k): every real train vector copied 10 times and
+  every test vector 33 times (first 100,000 kept), each copy plus Gaussian noise of L2 norm 0.5,
+  renormalized; copies keep their text's intent.
+- index sizes 100k / 1M: real train vectors plus the same noise, renormalized (never uniform
+  noise); queries are noisy copies of real test vectors.
+
+Both miners get the same embeddings (MiniLM vectors are computed once and cached under
+``bench/out/``; sentence-transformers receives them through a tiny model object whose encode
+returns the cached rows) and the same settings: k = 10 negatives per anchor, the anchor's own
+positive excluded, the same margins / ceilings / windows. Quarry also gets the positives as
+labeled rows (``exclude_same_label=False``: only the anchor's positive is excluded, as in
+sentence-transformers; Quarry's margin reference is the most similar labeled positive of the
+anchor's intent). Each method runs in its own subprocess (peak memory = ``ru_maxrss``; "delta"
+subtracts the process's RSS after loading the data); timings are medians of ``--repeats`` runs.
+
+Usage::
+
+    nice -n 10 .venv/bin/python bench/negatives.py --quick      # real set + 100k indexes
+    nice -n 10 .venv/bin/python bench/negatives.py              # + 100k mining, 1M indexes
+
+Writes ``bench/out/negatives_mining.csv``, ``bench/out/negatives_index.csv`` (and PNGs when
+matplotlib is available).
+"""
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+DATA = ROOT.parent / "shared" / "data" / "banking77"
+NOISE = 0.5
+K = 10
+
+# name -> (sentence-transformers kwargs, Quarry kwargs); same settings on both sides
+CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "top": ({}, {}),
+    "top+abs_margin0.05": ({"absolute_margin": 0.05}, {"margin": 0.05}),
+    "top+rel_margin0.05": ({"relative_margin": 0.05}, {"relative_margin": 0.05}),
+    "top+range_min5+max0.9": (
+        {"range_min": 5, "max_score": 0.9},
+        {"range_min": 5, "max_similarity": 0.9},
+    ),
+    "random+range100": (
+        {"sampling_strategy": "random", "range_max": 100},
+        {"sampling": "random", "range_max": 100},
+    ),
+}
+QUARRY_ONLY: dict[str, dict[str, Any]] = {
+    "semi-hard0.1": {"sampling": "semi-hard", "semi_hard_margin": 0.1},
+    "top+abs_margin0.05+10%labeled": {"margin": 0.05, "_labeled_fraction": 0.1},
+    # the active-learning state: 10% labeled and a classifier trained on them (its probabilities
+    # stand in for the active checkpoint's probs.npy; training time is not counted)
+    "top+abs_margin0.05+10%labeled+model0.2": {
+        "margin": 0.05,
+        "_labeled_fraction": 0.1,
+        "max_predicted_probability": 0.2,
+    },
+}
+SHARED_AT_100K = ("top", "top+abs_margin0.05", "random+range100")
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def _read_split(split: str) -> tuple[list[str], list[str]]:
+    with open(DATA / f"{split}.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def banking77() -> dict[str, np.ndarray]:
+    """Real MiniLM vectors and intents of both splits (embedded once, cached as .npy)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    intents: dict[str, int] = {}
+    for split in ("train", "test"):
+        texts, labels = _read_split(split)
+        cache = OUT / f"banking77_{split}_minilm.npy"
+        if not cache.exists():
+            from app.ml.embedders import make_embedder
+
+            print(
+                f"embedding {len(texts)} {split} texts with MiniLM (cached to {cache})", flush=True
+            )
+            vectors = make_embedder("minilm").embed(texts)
+            np.save(cache, np.asarray(vectors, dtype=np.float32))
+        arrays[f"{split}_vectors"] = np.load(cache)
+        arrays[f"{split}_intents"] = np.array(
+            [intents.setdefault(label, len(intents)) for label in labels], dtype=np.int64
+        )
+    return arrays
+
+
+def noisy_copies(
+    vectors: np.ndarray, copies: int, *, seed: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` noisy copies of each row (noise L2 norm ~NOISE), renormalized; returns
+    (vectors float32 [m, d], source row int64 [m])."""
+    n, dim = vectors.shape
+    total = n * copies if limit is None else min(limit, n * copies)
+    source = np.arange(total, dtype=np.int64) % n
+    rng = np.random.default_rng(seed)
+    out = np.empty((total, dim), dtype=np.float32)
+    for start in range(0, total, 65536):
+        stop = min(total, start + 65536)
+        block = vectors[source[start:stop]] + rng.normal(
+            scale=NOISE / np.sqrt(dim), size=(stop - start, dim)
+        ).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:stop] = block
+    return out, source
+
+
+def mining_set(name: str) -> dict[str, np.ndarray]:
+    """Corpus, anchors, each anchor's positive row, and intents, for a mining dataset."""
+    data = banking77()
+    if name == "banking77":
+        corpus, corpus_src = data["train_vectors"], np.arange(len(data["train_vectors"]))
+        anchors, anchor_src = data["test_vectors"], np.arange(len(data["test_vectors"]))
+    elif name == "banking77x10":
+        corpus, corpus_src = noisy_copies(data["train_vectors"], 10, seed=1)
+        anchors, anchor_src = noisy_copies(data["test_vectors"], 33, seed=2, limit=100_000)
+    else:
+        raise ValueError(f"unknown dataset {name!r}")
+    corpus_intents = data["train_intents"][corpus_src]
+    anchor_intents = data["test_intents"][anchor_src]
+    rng = np.random.default_rng(3)
+    by_intent = {i: np.flatnonzero(corpus_intents == i) for i in np.unique(corpus_intents)}
+    positives = np.array([rng.choice(by_intent[i]) for i in anchor_intents], dtype=np.int64)
+    return {
+        "corpus": np.ascontiguousarray(corpus, dtype=np.float32),
+        "anchors": np.ascontiguousarray(anchors, dtype=np.float32),
+        "positives": positives,
+        "corpus_intents": corpus_intents,
+        "anchor_intents": anchor_intents,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Mining workers (one subprocess per method and configuration)
+# --------------------------------------------------------------------------------------------
+
+
+def _false_negative_rate(
+    negatives: np.ndarray, anchor_intents: np.ndarray, corpus_intents
+) -> float:
+    valid = negatives >= 0
+    same = corpus_intents[np.where(valid, negatives, 0)] == anchor_intents[:, None]
+    return float((same & valid).sum() / max(valid.sum(), 1))
+
+
+def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
+    from app.sampling.hard_negatives import mine_hard_negatives
+    from app.services.indexing import IndexConfig, build
+
+    data = mining_set(dataset)
+    params = dict(CONFIGS[config][1]) if config in CONFIGS else dict(QUARRY_ONLY[config])
+    labeled_fraction = params.pop("_labeled_fraction", 0.0)
+    n_corpus, n_anchors = len(data["corpus"]), len(data["anchors"])
+    vectors = np.concatenate([data["corpus"], data["anchors"]])
+    labels = np.full(n_corpus + n_anchors, -1, dtype=np.int64)
+    labels[data["positives"]] = data["corpus_intents"][data["positives"]]
+    if labeled_fraction:  # the active-learning state: some corpus items carry human labels
+        rng = np.random.default_rng(4)
+        chosen = rng.choice(n_corpus, size=int(labeled_fraction * n_corpus), replace=False)
+        labels[chosen] = data["corpus_intents"][chosen]
+        if "max_predicted_probability" in params:
+            from sklearn.linear_model import LogisticRegression
+
+            classifier = LogisticRegression(max_iter=300).fit(
+                data["corpus"][chosen], data["corpus_intents"][chosen]
+            )
+            probs = np.zeros((n_corpus, int(data["corpus_intents"].max()) + 1), dtype=np.float32)
+            probs[:, classifier.classes_] = classifier.predict_proba(data["corpus"])
+            params["probs"] = probs
+    base = _current_rss_mb()
+    index_config = IndexConfig(exact_below=50_000, approximate="ivf", recall_target=0.95)
+    times, build_times, result, kind = [], [], None, ""
+    for _ in range(repeats):
+        started = time.perf_counter()
+        index, meta = build(data["corpus"], index_config)
+        built = time.perf_counter()
+        result = mine_hard_negatives(
+            index,
+            vectors,
+            anchor_positions=np.arange(n_corpus, n_corpus + n_anchors),
+            labels=labels,
+            anchor_labels=data["anchor_intents"],
+            k=K,
+            exclude_same_label=bool(labeled_fraction),
+            rng=np.random.default_rng(0),
+            **params,
+        )
+        times.append(time.perf_counter() - started)
+        build_times.append(built - started)
+        kind = f"{meta['kind']} r@10={meta['recall_at_10']:.3f}"
+        del index
+    assert result is not None
+    return {
+        "n_anchors": n_anchors,
+        "n_corpus": n_corpus,
+        "seconds": statistics.median(times),
+        "index_seconds": statistics.median(build_times),
+        "negatives": int((result.negative_positions >= 0).sum()),
+        "fn_rate": _false_negative_rate(
+            result.negative_positions, data["anchor_intents"], data["corpus_intents"]
+        ),
+        "peak_rss_mb": _rss_mb(),
+        "base_rss_mb": base,
+        "index": kind,
+    }
+
+
+class CachedEmbeddings:
+    """The parts of a SentenceTransformer that ``mine_hard_negatives`` calls, answering with
+    precomputed, L2-normalized vectors looked up by text (here: row ids as strings)."""
+
+    def __init__(self, rows: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self._rows = rows
+        self.device = torch.device("cpu")
+        self.model_card_data = SimpleNamespace(base_model=None)
+        self._dim = next(iter(rows.values())).shape[1]
+
+    def _lookup(self, texts: list[str]) -> np.ndarray:
+        prefix = texts[0][0]
+        ids = np.fromiter((int(t[1:]) for t in texts), dtype=np.int64, count=len(texts))
+        return self._rows[prefix][ids]
+
+    def encode_document(self, texts: list[str], **_: Any) -> np.ndarray:
+        return self._lookup(texts)
+
+    def encode_query(self, texts: list[str], **_: Any) -> np.ndarray:
+        return self._lookup(texts)
+
+    def get_embedding_dimension(self) -> int:
+        return int(self._dim)
+
+    def similarity(self, a: Any, b: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(a) @ torch.as_tensor(b).T
+
+    def similarity_pairwise(self, a: Any, b: Any) -> Any:
+        import torch
+
+        return (torch.as_tensor(a) * torch.as_tensor(b)).sum(dim=-1)
+
+
+def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    data = mining_set(dataset)
+    n_corpus, n_anchors = len(data["corpus"]), len(data["anchors"])
+    model = CachedEmbeddings({"c": data["corpus"], "a": data["anchors"]})
+    corpus = [f"c{i}" for i in range(n_corpus)]
+    pairs = Dataset.from_dict(
+        {
+            "anchor": [f"a{i}" for i in range(n_anchors)],
+            "positive": [f"c{i}" for i in data["positives"].tolist()],
+        }
+    )
+    base = _current_rss_mb()
+    times, mined = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        mined = mine_hard_negatives(
+            pairs,
+            model,  # type: ignore[arg-type]
+            corpus=corpus,
+            num_negatives=K,
+            use_faiss=True,
+            verbose=False,
+            output_format="triplet",
+            **CONFIGS[config][0],
+        )
+        times.append(time.perf_counter() - started)
+    assert mined is not None
+    anchors = np.array([int(a[1:]) for a in mined["anchor"]], dtype=np.int64)
+    negatives = np.array([int(n[1:]) for n in mined["negative"]], dtype=np.int64)
+    same = data["corpus_intents"][negatives] == data["anchor_intents"][anchors]
+    return {
+        "n_anchors": n_anchors,
+        "n_corpus": n_corpus,
+        "seconds": statistics.median(times),
+        "index_seconds": None,
+        "negatives": int(len(negatives)),
+        "fn_rate": float(same.mean()) if len(same) else 0.0,
+        "peak_rss_mb": _rss_mb(),
+        "base_rss_mb": base,
+        "index": "flat (IndexFlatIP)",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Index workers
+# --------------------------------------------------------------------------------------------
+
+
+def index_vectors(size: int) -> tuple[Path, Path]:
+    """Embedding-like corpus of ``size`` rows and 10k queries, cached as .npy (memory-mapped)."""
+    corpus_path = OUT / f"index_corpus_{size}.npy"
+    query_path = OUT / "index_queries_10000.npy"
+    data = banking77()
+    if not corpus_path.exists():
+        copies = -(-size // len(data["train_vectors"]))
+        corpus, _ = noisy_copies(data["train_vectors"], copies, seed=5, limit=size)
+        np.save(corpus_path, corpus)
+        del corpus
+    if not query_path.exists():
+        queries, _ = noisy_copies(data["test_vectors"], 4, seed=6, limit=10_000)
+        np.save(query_path, queries)
+    return corpus_path, query_path
+
+
+def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict[str, Any]:
+    import faiss
+
+    from app.sampling.vector_index import VectorIndex, calibrate
+
+    corpus_path, query_path = index_vectors(size)
+    corpus = np.load(corpus_path, mmap_mode="r")
+    queries = np.load(query_path)
+    truth_path = OUT / f"index_truth_{size}.npy"
+    base = _current_rss_mb()
+    build_times, index, recall_cal = [], None, None
+    for _ in range(build_repeats):
+        del index
+        started = time.perf_counter()
+        if kind == "hnsw":
+            index = VectorIndex.build(corpus, kind="hnsw", hnsw_m=16, ef_construction=64)
+        else:
+            index = VectorIndex.build(corpus, kind=kind)
+        build_times.append(time.perf_counter() - started)
+    assert index is not None
+    calibrate_seconds = 0.0
+    if kind != "flat":
+        started = time.perf_counter()
+        recall_cal = calibrate(index, corpus, target=0.95, sample_size=200)
+        calibrate_seconds = time.perf_counter() - started
+    search_times, positions = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        _, positions = index.search(queries, 10)
+        search_times.append(time.perf_counter() - started)
+    assert positions is not None
+    if kind == "flat":
+        np.save(truth_path, positions)
+        recall = 1.0
+    else:
+        truth = np.load(truth_path)
+        recall = float((positions[:, :, None] == truth[:, None, :]).any(axis=2).mean())
+    seconds = statistics.median(search_times)
+    sweep = {}
+    if kind != "flat":  # the knob's trade-off on the real (out-of-pool) queries
+        truth = np.load(truth_path)
+        key = "ef_search" if kind == "hnsw" else "nprobe"
+        for value in (32, 64, 128, 256) if kind == "hnsw" else (2, 4, 8, 16):
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                _, found = index.search(queries, 10, **{key: value})
+                times.append(time.perf_counter() - started)
+            hit = float((found[:, :, None] == truth[:, None, :]).any(axis=2).mean())
+            sweep[f"{key}={value}"] = f"{statistics.median(times):.2f}s r={hit:.3f}"
+    mine_seconds = None
+    if kind != "flat":  # 10k indexed anchors mined against the whole index, k=10
+        from app.sampling.hard_negatives import mine_hard_negatives
+
+        anchors = np.sort(np.random.default_rng(7).choice(size, 10_000, replace=False))
+        no_labels = np.full(size, -1, dtype=np.int64)
+        mine_times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            mine_hard_negatives(
+                index,
+                corpus,
+                anchor_positions=anchors,
+                labels=no_labels,
+                k=10,
+                rng=np.random.default_rng(0),
+            )
+            mine_times.append(time.perf_counter() - started)
+        mine_seconds = statistics.median(mine_times)
+    return {
+        "kind": kind,
+        "size": size,
+        "build_seconds": statistics.median(build_times),
+        "build_repeats": build_repeats,
+        "calibrate_seconds": calibrate_seconds,
+        "search_params": json.dumps(index.search_params()),
+        "recall_at_10_sample": recall_cal,
+        "queries": len(queries),
+        "search_seconds": seconds,
+        "qps": len(queries) / seconds,
+        "recall_at_10": recall,
+        "mine_10k_anchors_seconds": mine_seconds,
+        "sweep": json.dumps(sweep),
+        "peak_rss_mb": _rss_mb(),
+        "base_rss_mb": base,
+        "threads": faiss.omp_get_max_threads(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def _run_worker(args: list[str], threads: int) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--threads", str(threads), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "-|-".join("-" * w for w in widths)
+    body = [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, rule, *body])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def run_mining(datasets: list[str], repeats: int, threads: int) -> list[dict[str, Any]]:
+    rows = []
+    for dataset in datasets:
+        configs = [*CONFIGS, *QUARRY_ONLY]
+        if dataset != "banking77":
+            configs = [c for c in configs if c in SHARED_AT_100K or c in QUARRY_ONLY]
+        for config in configs:
+            methods = ["quarry", "st"] if config in CONFIGS else ["quarry"]
+            for method in methods:
+                print(f"mining {dataset} {config} {method} ...", flush=True)
+                result = _run_worker(
+                    [
+                        "--worker",
+                        "mine",
+                        "--method",
+                        method,
+                        "--dataset",
+                        dataset,
+                        "--config",
+                        config,
+                        "--repeats",
+                        str(repeats),
+                    ],
+                    threads,
+                )
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "config": config,
+                        "method": "quarry" if method == "quarry" else "sentence-transformers",
+                        "anchors": result["n_anchors"],
+                        "corpus": result["n_corpus"],
+                        "seconds": result["seconds"],
+                        "anchors_per_s": result["n_anchors"] / result["seconds"],
+                        "index_seconds": result["index_seconds"],
+                        "index": result["index"],
+                        "negatives": result["negatives"],
+                        "fn_rate": result["fn_rate"],
+                        "peak_rss_mb": result["peak_rss_mb"],
+                        "delta_rss_mb": result["peak_rss_mb"] - result["base_rss_mb"],
+                    }
+                )
+    return rows
+
+
+def run_indexes(sizes: list[int], repeats: int, threads: int) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        index_vectors(size)  # generate once, before the workers memory-map it
+        for kind in ("flat", "ivf", "hnsw"):  # flat first: it writes the ground truth
+            build_repeats = repeats if size <= 100_000 or kind == "flat" else 1
+            print(f"index {kind} {size} ...", flush=True)
+            result = _run_worker(
+                [
+                    "--worker",
+                    "index",
+                    "--kind",
+                    kind,
+                    "--size",
+                    str(size),
+                    "--repeats",
+                    str(repeats),
+                    "--build-repeats",
+                    str(build_repeats),
+                ],
+                threads,
+            )
+            rows.append({"vectors": "MiniLM Banking77 + noise, renormalized", **result})
+    return rows
+
+
+def _plots(mining: list[dict[str, Any]], indexes: list[dict[str, Any]]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    if mining:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for method, marker in (("quarry", "o"), ("sentence-transformers", "s")):
+            pts = [r for r in mining if r["method"] == method]
+            ax.scatter(
+                [r["anchors_per_s"] for r in pts],
+                [r["fn_rate"] for r in pts],
+                marker=marker,
+                label=method,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("anchors / s")
+        ax.set_ylabel("false-negative rate")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / "negatives_mining.png", dpi=120)
+    if indexes:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in indexes:
+            ax.scatter(r["qps"], r["recall_at_10"], label=f"{r['kind']} {r['size']:,}")
+        ax.set_xscale("log")
+        ax.set_xlabel("queries / s")
+        ax.set_ylabel("recall@10 vs exact")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(OUT / "negatives_index.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="real Banking77 + 100k indexes only")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-mining", action="store_true")
+    parser.add_argument("--skip-index", action="store_true")
+    parser.add_argument("--worker", choices=["mine", "index"])
+    parser.add_argument("--method", choices=["quarry", "st"])
+    parser.add_argument("--dataset")
+    parser.add_argument("--config")
+    parser.add_argument("--kind")
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--build-repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    if args.worker:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+        if args.worker == "mine":
+            fn = worker_quarry if args.method == "quarry" else worker_st
+            result = fn(args.dataset, args.config, args.repeats)
+        else:
+            result = worker_index(args.kind, args.size, args.repeats, args.build_repeats)
+        print(json.dumps(result))
+        return
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    banking77()  # embed once in the parent, so workers only load the cache
+    mining, indexes = [], []
+    if not args.skip_mining:
+        datasets = ["banking77"] if args.quick else ["banking77", "banking77x10"]
+        mining = run_mining(datasets, args.repeats, args.threads)
+        _write_csv(OUT / "negatives_mining.csv", mining)
+        print()
+        print(
+            f"Mining, k={K}, {args.threads} threads, median of {args.repeats} "
+            "(banking77: real MiniLM; banking77x10: real + noise copies)"
+        )
+        print(
+            _table(
+                mining,
+                [
+                    "dataset",
+                    "config",
+                    "method",
+                    "anchors",
+                    "corpus",
+                    "seconds",
+                    "anchors_per_s",
+                    "index_seconds",
+                    "negatives",
+                    "fn_rate",
+                    "peak_rss_mb",
+                    "delta_rss_mb",
+                    "index",
+                ],
+            )
+        )
+    if not args.skip_index:
+        sizes = [100_000] if args.quick else [100_000, 1_000_000]
+        indexes = run_indexes(sizes, args.repeats, args.threads)
+        _write_csv(OUT / "negatives_index.csv", indexes)
+        print()
+        print(
+            f"Indexes: 10k queries, k=10, {args.threads} threads; vectors: real MiniLM "
+            "Banking77 + noise, renormalized; search median of repeats"
+        )
+        print(
+            _table(
+                indexes,
+                [
+                    "kind",
+                    "size",
+                    "build_seconds",
+                    "build_repeats",
+                    "calibrate_seconds",
+                    "search_params",
+                    "search_seconds",
+                    "qps",
+                    "recall_at_10",
+                    "mine_10k_anchors_seconds",
+                    "peak_rss_mb",
+                    "sweep",
+                ],
+            )
+        )
+    _plots(mining, indexes)
+
+
+if __name__ == "__main__":
+    main()

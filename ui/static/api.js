@@ -1,0 +1,84 @@
+// The JSON API client: the page's only backend. Errors arrive as problem+json and are
+// thrown as ApiError so the page can show `detail` and branch on `code`.
+
+export class ApiError extends Error {
+  constructor(problem, status) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = problem.code || `http_${status}`;
+    this.detail = this.message;
+    this.problem = problem;
+  }
+}
+
+/** A random UUID; crypto.randomUUID needs a secure context, getRandomValues does not. */
+export function uuid() {
+  if (globalThis.crypto?.randomUUID) {
+    try {
+      return crypto.randomUUID();
+    } catch {
+      // insecure context: fall through
+    }
+  }
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+}
+
+const RETRYABLE = new Set([502, 503, 504]);
+
+async function request(url, { method = "GET", body, headers = {}, retries = 0 } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    if (retries > 0) return request(url, { method, body, headers, retries: retries - 1 });
+    throw new ApiError({ detail: `Network error: ${err.message}`, code: "network_error" }, 0);
+  }
+  if (RETRYABLE.has(response.status) && retries > 0) {
+    return request(url, { method, body, headers, retries: retries - 1 });
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const problem = data && typeof data === "object" ? data : {};
+    if (!problem.detail) problem.detail = `${response.status} ${response.statusText}`.trim();
+    throw new ApiError(problem, response.status);
+  }
+  return data;
+}
+
+/** Endpoints used by the labeling page, bound to an API base such as "/api/v1". */
+export function createApi(base) {
+  const project = (pid) => `${base}/projects/${encodeURIComponent(pid)}`;
+  return {
+    project: (pid) => request(project(pid)),
+    next: (pid, annotator, n = 2) => {
+      const query = new URLSearchParams({ annotator, n: String(n) });
+      return request(`${project(pid)}/next?${query}`);
+    },
+    // The same Idempotency-Key on a retry returns the first annotation instead of a second.
+    annotate: (pid, body, idempotencyKey = uuid()) =>
+      request(`${project(pid)}/annotations`, {
+        method: "POST",
+        body,
+        headers: { "Idempotency-Key": idempotencyKey },
+        retries: 1,
+      }),
+    skip: (pid, leaseId) =>
+      request(`${project(pid)}/leases/${encodeURIComponent(leaseId)}/skip`, { method: "POST" }),
+  };
+}
