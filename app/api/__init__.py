@@ -2,8 +2,19 @@
 
 from fastapi import APIRouter
 
-from app.api import health, indexing, jobs, labels, mining, pools, projects, queries
+from app.api import (
+    dashboard,
+    health,
+    indexing,
+    jobs,
+    labels,
+    mining,
+    pools,
+    projects,
+    queries,
+    review,
+)
 
 api_router = APIRouter()
-for module in (projects, pools, labels, queries, jobs, mining, indexing, health):
+for module in (projects, pools, labels, review, queries, jobs, mining, indexing, dashboard, health):
     api_router.include_router(module.router)
