@@ -1,4 +1,10 @@
-"""HTML pages: a server-rendered shell (Jinja2) whose ES modules talk only to the JSON API."""
+"""HTML pages: a server-rendered shell (Jinja2) whose ES modules talk only to the JSON API.
+
+Pages: ``/projects`` (list, create, import), ``/projects/{id}/label`` (also ``/``),
+``/projects/{id}/review``, ``/projects/{id}/verify`` and ``/projects/{id}/dashboard``. Every
+page lists its keyboard shortcuts in a ``?`` help dialog rendered here, so the help exists
+before any JS runs; the keys themselves live in ``ui/static/*.js``.
+"""
 
 import json
 import mimetypes
@@ -18,12 +24,30 @@ from app.services import projects as project_service
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
 API_BASE = "/api/v1"
 LABEL_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
-# Mirrors ui/static/keymap.js (the help dialog is rendered here so it works before JS runs).
+# Shortcut tables of each page; they mirror the key maps in ui/static/*.js.
+COMMON_KEYS = [
+    (["?"], "Show or hide this help"),
+    (["Esc"], "Close this help"),
+]
 COMMAND_KEYS = [
     (["Enter", "a"], "Accept the model's suggestion (multilabel: submit the chosen labels)"),
     (["s"], "Skip this item"),
-    (["?"], "Show or hide this help"),
-    (["Esc"], "Close this help"),
+    (["u"], "Undo your last label (the item comes back on screen)"),
+]
+REVIEW_KEYS = [
+    (["j", "↓"], "Next row"),
+    (["k", "↑"], "Previous row"),
+    (["/"], "Go to the filters"),
+    (["m"], "Load more rows"),
+]
+VERIFY_KEYS = [
+    (["n"], "Confirm: the mined item is really not of the anchor's label"),
+    (["y"], "False negative: label the mined item with the anchor's label"),
+]
+DASHBOARD_KEYS = [(["r"], "Refresh now (the page also refreshes itself)")]
+PROJECTS_KEYS = [
+    (["c"], "Go to the new-project form"),
+    (["i"], "Go to the import form"),
 ]
 # Pool text may contain markup: the page never runs inline code, so a stray <script> is inert.
 SECURITY_HEADERS = {
@@ -62,6 +86,16 @@ def label_home(request: Request, project: str | None = None) -> HTMLResponse:
         return _label_page(request, session, projects, chosen)
 
 
+@router.get("/projects", response_class=HTMLResponse)
+def projects_page(request: Request) -> HTMLResponse:
+    """Every project with its counts, a new-project form and a file import."""
+    with get_services(request).sessionmaker() as session:
+        projects = project_service.list_projects(session)
+        rows = [(p, project_service.project_counts(session, p)) for p in projects]
+        context = {"page": "projects", "project": None, "rows": rows, "page_keys": PROJECTS_KEYS}
+        return _render(request, "projects.html", context)
+
+
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
 def label_project(request: Request, project_id: int) -> HTMLResponse:
     """The labeling page of one project."""
@@ -73,14 +107,23 @@ def label_project(request: Request, project_id: int) -> HTMLResponse:
         return _label_page(request, session, projects, chosen)
 
 
+@router.get("/projects/{project_id}/review", response_class=HTMLResponse)
+def review_project(request: Request, project_id: int) -> HTMLResponse:
+    """Review mode: current labels filtered by label, source, annotator and disagreement with
+    the model (filters in the URL), relabel in place."""
+    return _project_page(request, project_id, "review", REVIEW_KEYS)
+
+
 @router.get("/projects/{project_id}/verify", response_class=HTMLResponse)
 def verify_project(request: Request, project_id: int) -> HTMLResponse:
     """Verify mode: confirm or reject mined negatives queued by ``negatives/mine``."""
-    with get_services(request).sessionmaker() as session:
-        project = session.get(Project, project_id)
-        if project is None:
-            return _not_found(request, f"There is no project {project_id}.")
-        return _render(request, "verify.html", {"project": project})
+    return _project_page(request, project_id, "verify", VERIFY_KEYS)
+
+
+@router.get("/projects/{project_id}/dashboard", response_class=HTMLResponse)
+def dashboard_project(request: Request, project_id: int) -> HTMLResponse:
+    """The dashboard: labels over time, class balance, learning curve, jobs, annotators."""
+    return _project_page(request, project_id, "dashboard", DASHBOARD_KEYS)
 
 
 def label_keys_for(labels: list[str]) -> list[str | None]:
@@ -91,11 +134,29 @@ def label_keys_for(labels: list[str]) -> list[str | None]:
     return [LABEL_KEYS[i] if i < len(LABEL_KEYS) else None for i in range(len(labels))]
 
 
+def _project_page(
+    request: Request, project_id: int, page: str, keys: list[tuple[list[str], str]]
+) -> HTMLResponse:
+    with get_services(request).sessionmaker() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return _not_found(request, f"There is no project {project_id}.")
+        context = {
+            "page": page,
+            "project": project,
+            "labels_json": json.dumps(project.labels),
+            "label_keys": list(zip(project.labels, label_keys_for(project.labels), strict=True)),
+            "page_keys": keys,
+        }
+        return _render(request, f"{page}.html", context)
+
+
 def _label_page(
     request: Request, session: Session, projects: Any, project: Project
 ) -> HTMLResponse:
     label_keys = list(zip(project.labels, label_keys_for(project.labels), strict=True))
     context = {
+        "page": "label",
         "projects": projects,
         "project": project,
         "labels_json": json.dumps(project.labels),
@@ -119,6 +180,7 @@ def _render(
         "root": root,
         "api_base": root + API_BASE,
         "origin": str(request.base_url).rstrip("/"),
+        "common_keys": COMMON_KEYS,
         **context,
     }
     response = templates.TemplateResponse(request, name, context, status_code=status_code)

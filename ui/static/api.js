@@ -61,15 +61,19 @@ async function request(url, { method = "GET", body, headers = {}, retries = 0 } 
   return data;
 }
 
-/** Endpoints used by the labeling page, bound to an API base such as "/api/v1". */
+/** Endpoints the pages use, bound to an API base such as "/api/v1". */
 export function createApi(base) {
   const project = (pid) => `${base}/projects/${encodeURIComponent(pid)}`;
+  const query = (params) => {
+    const kept = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");
+    return kept.length ? `?${new URLSearchParams(kept)}` : "";
+  };
+  const post = (url, body, headers = {}) => request(url, { method: "POST", body, headers });
   return {
+    projects: () => request(`${base}/projects`),
+    createProject: (body) => post(`${base}/projects`, body),
     project: (pid) => request(project(pid)),
-    next: (pid, annotator, n = 2) => {
-      const query = new URLSearchParams({ annotator, n: String(n) });
-      return request(`${project(pid)}/next?${query}`);
-    },
+    next: (pid, annotator, n = 2) => request(`${project(pid)}/next${query({ annotator, n })}`),
     // The same Idempotency-Key on a retry returns the first annotation instead of a second.
     annotate: (pid, body, idempotencyKey = uuid()) =>
       request(`${project(pid)}/annotations`, {
@@ -78,7 +82,30 @@ export function createApi(base) {
         headers: { "Idempotency-Key": idempotencyKey },
         retries: 1,
       }),
-    skip: (pid, leaseId) =>
-      request(`${project(pid)}/leases/${encodeURIComponent(leaseId)}/skip`, { method: "POST" }),
+    skip: (pid, leaseId) => post(`${project(pid)}/leases/${encodeURIComponent(leaseId)}/skip`),
+    undo: (pid, annotationId, annotator) =>
+      post(`${project(pid)}/annotations/${encodeURIComponent(annotationId)}/undo`, {
+        annotator,
+        relet: true,
+      }),
+    review: (pid, filters) => request(`${project(pid)}/annotations${query(filters)}`),
+    relabel: (pid, annotationId, body, idempotencyKey = uuid()) =>
+      post(`${project(pid)}/annotations/${encodeURIComponent(annotationId)}/relabel`, body, {
+        "Idempotency-Key": idempotencyKey,
+      }),
+    dashboard: (pid) => request(`${project(pid)}/dashboard`),
+    job: (jobId) => request(`${base}/jobs/${encodeURIComponent(jobId)}`),
+    verifyNext: (pid, annotator) =>
+      request(`${project(pid)}/negatives/verify/next${query({ annotator, n: 1 })}`),
+    verdict: (pid, tripletId, body) =>
+      post(`${project(pid)}/negatives/${encodeURIComponent(tripletId)}/verdict`, body),
   };
+}
+
+/** The first field an API problem names (``errors[0].loc`` without "body"/"query"), or null. */
+export function problemField(err) {
+  const loc = err?.problem?.errors?.[0]?.loc;
+  if (!Array.isArray(loc)) return err?.problem?.context?.field ?? null;
+  const parts = loc.filter((part) => !["body", "query", "path"].includes(part));
+  return parts.length ? String(parts[0]) : null;
 }

@@ -8,6 +8,7 @@ export const KEYMAP = Object.freeze({
   Enter: "accept",
   a: "accept",
   s: "skip",
+  u: "undo",
   "?": "help",
   Escape: "close-help",
 });
@@ -116,6 +117,10 @@ export function reduce(state, action) {
       const entry = current(state);
       return entry ? { state: advance(state), effect: { type: "skip", entry } } : none(state);
     }
+    case "undo": // label.js knows which annotation was last and undoes it on the server
+      return { state, effect: { type: "undo" } };
+    case "undone": // the label was retracted: the session counter goes back
+      return none({ ...state, submitted: Math.max(0, state.submitted - 1) });
     case "help":
       return none({ ...state, help: !state.help });
     case "close-help":

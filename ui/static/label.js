@@ -2,9 +2,10 @@
 // Item data is only ever written with textContent / attributes, never as HTML.
 
 import { ApiError, createApi, uuid } from "./api.js";
+import { imageSrc, readAnnotator, saveAnnotator } from "./common.js";
 import * as km from "./keymap.js";
 
-const ANNOTATOR_KEY = "quarry.annotator";
+const UNDO_MEMORY = 50;
 const root = document.getElementById("label-app");
 if (root?.dataset.projectId) start(root);
 
@@ -20,6 +21,7 @@ function start(root) {
   let [shownLease, fetching, generation, counting] = [undefined, false, 0, null];
   let total = Number(el.totalCount.textContent) || 0;
   let annotator = readAnnotator();
+  const history = []; // { entry, annotationId } of this session's saved labels, newest last
   el.annotator.value = annotator === "anonymous" ? "" : annotator;
   // One request at a time: an answer lands before the next /next (which then cannot return
   // the lease just answered), and writes never race each other on the server.
@@ -65,6 +67,7 @@ function start(root) {
   }
 
   async function perform({ type, entry, labels: chosen }) {
+    if (type === "undo") return undoLast();
     const name = entry.item.external_id ?? entry.item.id;
     try {
       if (type === "skip") {
@@ -75,7 +78,9 @@ function start(root) {
       if (state.multilabel) body.labels = chosen;
       else body.label = chosen[0];
       const key = uuid(); // one Idempotency-Key for the call and its retry
-      await serial(() => api.annotate(pid, body, key));
+      const saved = await serial(() => api.annotate(pid, body, key));
+      history.push({ entry, annotationId: saved.id });
+      history.splice(0, history.length - UNDO_MEMORY);
       dispatch({ type: "annotated" });
       say(`Saved item ${name} as ${chosen.join(", ")}.`);
       refreshCounts();
@@ -86,6 +91,29 @@ function start(root) {
       const lost = !(err instanceof ApiError) || err.status === 0 || err.status >= 500;
       if (type === "annotate" && lost) dispatch({ type: "restore", entry });
     }
+  }
+
+  // Retract the session's last label (after any save still in flight) and put the item back
+  // on screen under the lease the server hands back.
+  function undoLast() {
+    return serial(async () => {
+      const last = history.pop();
+      if (!last) return say("Nothing to undo in this session.");
+      const name = last.entry.item.external_id ?? last.entry.item.id;
+      try {
+        const undone = await api.undo(pid, last.annotationId, annotator);
+        dispatch("undone");
+        if (undone.lease) {
+          const { lease_id, expires_at } = undone.lease;
+          dispatch({ type: "restore", entry: { ...last.entry, lease_id, expires_at } });
+        }
+        say(`Undid the label of item ${name}.`);
+        refreshCounts();
+      } catch (err) {
+        say(`Undo of item ${name}: ${err.detail ?? String(err)}`, "error");
+        render();
+      }
+    });
   }
 
   function refreshCounts() {
@@ -118,6 +146,7 @@ function start(root) {
     el.acceptText.textContent =
       state.multilabel && state.selected.length ? "Submit labels" : "Accept suggestion";
     el.skip.disabled = !entry;
+    el.undo.disabled = history.length === 0;
     el.sessionCount.textContent = String(state.submitted);
     if (state.help && !el.help.open) el.help.showModal();
     if (!state.help && el.help.open) el.help.close();
@@ -126,6 +155,8 @@ function start(root) {
   function showItem({ item, acquisition: acq, suggestion }) {
     const name = item.external_id ?? item.id;
     el.item.setAttribute("aria-busy", "false");
+    el.item.dataset.itemId = String(item.id);
+    el.item.dataset.externalId = String(name);
     el.retry.hidden = true;
     el.itemHeading.textContent = `Item ${name}`;
     el.itemText.textContent = item.text || "(no text)";
@@ -157,6 +188,8 @@ function start(root) {
       note = "Nothing is left in your queue (items leased to others or skipped by you are hidden).";
     }
     el.item.setAttribute("aria-busy", String(!state.exhausted));
+    delete el.item.dataset.itemId;
+    delete el.item.dataset.externalId;
     el.itemHeading.textContent = heading;
     el.itemText.textContent = note;
     el.itemText.classList.add("muted");
@@ -182,12 +215,8 @@ function start(root) {
   function changeAnnotator() {
     const name = el.annotator.value.trim() || "anonymous";
     if (name === annotator) return;
-    annotator = name;
-    try {
-      localStorage.setItem(ANNOTATOR_KEY, name);
-    } catch {
-      // storage disabled: the name lasts for this page only
-    }
+    annotator = saveAnnotator(name);
+    history.length = 0; // undo is per annotator
     generation += 1;
     // Give back what the old name holds so that others need not wait for the leases to expire.
     for (const entry of state.queue) serial(() => api.skip(pid, entry.lease_id)).catch(() => {});
@@ -207,6 +236,7 @@ function start(root) {
   );
   el.accept.addEventListener("click", click("accept"));
   el.skip.addEventListener("click", click("skip"));
+  el.undo.addEventListener("click", click("undo"));
   el.helpButton.addEventListener("click", click("help"));
   el.retry.addEventListener("click", () => (say(""), refreshCounts(), dispatch("retry")));
   el.help.addEventListener("close", () => state.help && dispatch("close-help"));
@@ -233,20 +263,6 @@ function start(root) {
 }
 
 const isExhausted = (err) => err instanceof ApiError && err.code === "pool_exhausted";
-
-function readAnnotator() {
-  try {
-    return localStorage.getItem(ANNOTATOR_KEY) || "anonymous";
-  } catch {
-    return "anonymous"; // storage disabled
-  }
-}
-
-function imageSrc(image) {
-  if (/^data:image\/[\w.+-]+;base64,/i.test(image)) return image;
-  const data = image.replace(/\s+/g, "");
-  return `data:${data.startsWith("/9j/") ? "image/jpeg" : "image/png"};base64,${data}`;
-}
 
 function describeModel(model) {
   if (!model) return "none yet";

@@ -1,78 +1,73 @@
 // Verify mode: serve mined negatives under leases and record "negative" / "false_negative".
 // The JSON API is the only backend; keys n / y, ignored while a text input has focus.
 
+import { createApi } from "./api.js";
+import { bindAnnotator, bindKeys, readAnnotator, say } from "./common.js";
+
 const root = document.getElementById("verify-app");
-const base = root.dataset.apiBase;
 const pid = root.dataset.projectId;
-const ANNOTATOR_KEY = "quarry.annotator";
-const KEYS = { n: "negative", y: "false_negative" };
+const api = createApi(root.dataset.apiBase);
 const el = Object.fromEntries(
-  ["status", "task", "question", "label", "anchor", "negative", "score", "annotator"].map(
-    (id) => [id, document.getElementById(id)],
+  ["task", "question", "pair", "label", "anchor", "negative", "score", "confirm", "reject", "verified-count"].map(
+    (id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), document.getElementById(id)],
   ),
 );
 let current = null;
+let busy = false;
+let verified = 0;
 
-function annotator() {
-  return el.annotator.value.trim() || localStorage.getItem(ANNOTATOR_KEY) || "anonymous";
-}
+const describe = (item) => item.text ?? `item ${item.external_id ?? item.item_id}`;
 
-async function call(url, init = {}) {
-  const response = await fetch(url, {
-    ...init,
-    headers: { Accept: "application/json", "Content-Type": "application/json" },
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw Object.assign(new Error(data.detail || response.status), data);
-  return data;
+function show(task) {
+  current = task;
+  el.pair.hidden = !task;
+  el.confirm.disabled = el.reject.disabled = !task;
+  el.task.dataset.tripletId = task ? String(task.triplet_id) : "";
+  if (!task) return;
+  el.question.textContent = task.question;
+  el.label.textContent = task.label;
+  el.anchor.textContent = describe(task.anchor);
+  el.negative.textContent = describe(task.negative);
+  el.score.textContent = task.anchor_negative_score.toFixed(3);
 }
 
 async function next() {
   el.task.setAttribute("aria-busy", "true");
-  const query = new URLSearchParams({ annotator: annotator(), n: "1" });
   try {
-    const body = await call(`${base}/projects/${pid}/negatives/verify/next?${query}`);
-    current = body.items[0];
-    el.question.textContent = current.question;
-    el.label.textContent = current.label;
-    el.anchor.textContent = current.anchor.text ?? current.anchor.external_id;
-    el.negative.textContent = current.negative.text ?? current.negative.external_id;
-    el.score.textContent = current.anchor_negative_score.toFixed(3);
-    el.status.textContent = "";
+    const body = await api.verifyNext(pid, readAnnotator());
+    show(body.items[0] ?? null);
+    say("");
   } catch (err) {
-    current = null;
-    el.question.textContent = err.code === "pool_exhausted" ? "Nothing left to verify." : "";
-    el.status.textContent = err.code === "pool_exhausted" ? "" : err.message;
+    show(null);
+    const empty = err.code === "pool_exhausted";
+    el.question.textContent = empty ? "Nothing left to verify." : "Could not load the next negative.";
+    if (empty) say("Mine negatives with enqueue: true (POST /negatives/mine) to queue more.");
+    else say(err.detail ?? String(err), "error");
   } finally {
     el.task.setAttribute("aria-busy", "false");
   }
 }
 
 async function decide(verdict) {
-  if (!current) return;
-  const url = `${base}/projects/${pid}/negatives/${current.triplet_id}/verdict`;
+  if (!current || busy) return;
+  busy = true;
+  const task = current;
   try {
-    await call(url, { method: "POST", body: JSON.stringify({ verdict, annotator: annotator() }) });
+    await api.verdict(pid, task.triplet_id, { verdict, annotator: readAnnotator() });
+    verified += 1;
+    el.verifiedCount.textContent = String(verified);
     await next();
+    say(verdict === "negative" ? `Confirmed the negative of “${task.label}”.` : `Labeled the item “${task.label}” (false negative).`);
   } catch (err) {
-    el.status.textContent = err.message;
+    say(err.detail ?? String(err), "error");
+  } finally {
+    busy = false;
   }
 }
 
-el.annotator.value = localStorage.getItem(ANNOTATOR_KEY) || "";
-el.annotator.addEventListener("change", () => {
-  localStorage.setItem(ANNOTATOR_KEY, el.annotator.value.trim());
-  next();
-});
 for (const button of document.querySelectorAll("[data-verdict]")) {
   button.addEventListener("click", () => decide(button.dataset.verdict));
 }
-document.addEventListener("keydown", (event) => {
-  if (event.target.closest("input, textarea, select, [contenteditable]")) return;
-  const verdict = KEYS[event.key];
-  if (verdict) {
-    event.preventDefault();
-    decide(verdict);
-  }
-});
+bindKeys({ n: () => decide("negative"), y: () => decide("false_negative") });
+bindAnnotator(() => next());
 next();
