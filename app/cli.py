@@ -1,10 +1,11 @@
-"""The ``quarry`` command: serve, demo, db upgrade."""
+"""The ``quarry`` command: serve, worker, train, jobs, demo, db upgrade."""
 
 import argparse
 import logging
 import sys
 from pathlib import Path
 
+from app.cli_jobs import add_job_commands
 from app.config import Settings, get_settings
 
 
@@ -74,13 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="serve a real dataset, or --simulate an oracle")
     demo.add_argument("--dataset", help="a text,label CSV (default: scikit-learn digits)")
-    demo.add_argument("--simulate", type=int, metavar="N", help="answer N labels from the held labels")
+    demo.add_argument(
+        "--simulate", type=int, metavar="N", help="answer N labels from the held labels"
+    )
     demo.add_argument("--strategy", default="margin", help="query strategy to compare with random")
-    demo.add_argument("--batch-size", type=int, default=None, help="labels per round (default N/10)")
+    demo.add_argument(
+        "--batch-size", type=int, default=None, help="labels per round (default N/10)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(func=cmd_demo)
+
+    add_job_commands(sub)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -91,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("sentence_transformers", "alembic", "httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)

@@ -15,7 +15,24 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".quarry"), description="Artifact store and default SQLite file.")
     database_url: str = Field("", description="SQLAlchemy URL; default sqlite under data_dir.")
-    job_runner: str = Field("thread", description="thread (in-process) or inline (tests).")
+    job_runner: Literal["thread", "process", "redis", "inline"] = Field(
+        "process",
+        description="process: a child process of the API (embedded default); thread: a thread "
+        "of the API process; redis: the Dramatiq queue, run by `quarry worker`; inline: tests.",
+    )
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (job_runner=redis).")
+    broker_namespace: str = Field("quarry", description="Prefix of every Redis key of the queue.")
+    job_queue: str = Field("quarry-jobs", description="Queue name the API sends to, workers read.")
+    job_heartbeat_seconds: float = Field(
+        5.0, gt=0, description="A running job's heartbeat interval (its own thread)."
+    )
+    job_stale_seconds: float = Field(
+        60.0, gt=0, description="A running job without a heartbeat for this long is failed."
+    )
+    scheduler_enabled: bool = Field(
+        True, description="Run the schedule/reaper loop in this process (API and workers)."
+    )
+    scheduler_poll_seconds: float = Field(5.0, gt=0, description="Schedule/reaper loop period.")
     lease_seconds: int = Field(600, ge=10, description="How long /next holds an item.")
     import_inline_max: int = Field(
         256, ge=0, description="Text imports above this many rows run as a background job."

@@ -1,7 +1,7 @@
 """Application factory: ``create_app(settings)`` wires every service; nothing at import time."""
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,10 +16,13 @@ from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.jobs import common
 from app.jobs.bodies import JOB_BODIES
+from app.jobs.broker import RedisJobRunner
+from app.jobs.context import job_context
+from app.jobs.process import ProcessJobRunner
 from app.jobs.runner import InlineJobRunner, JobContext, JobRunner, ThreadJobRunner
+from app.jobs.scheduler import MaintenanceLoop
 from app.sampling.index_store import IndexStore
 from app.services.embedding import EmbedderCache
-from app.services.indexing import on_checkpoint_hook
 from app.services.predicting import NetCache
 from app.services.queue import RankingCache
 from app.storage import ArtifactStore
@@ -38,24 +41,11 @@ def build_services(settings: Settings, sessionmaker=None) -> Services:  # type: 
     rankings = RankingCache()
     index_store = IndexStore()
     embedders = EmbedderCache(batch_size=settings.embed_batch_size)
-    context = JobContext(
-        sessionmaker=sessionmaker,
-        settings=settings,
-        store=store,
-        embedders=embedders,
-        index_store=index_store,
-        on_checkpoint=_after_checkpoint(
-            rankings.invalidate,
-            on_checkpoint_hook(
-                sessionmaker=sessionmaker, store=store, indexes=index_store, settings=settings
-            ),
-        ),
+    context = job_context(
+        settings, sessionmaker=sessionmaker, store=store, embedders=embedders,
+        index_store=index_store, extra_hooks=(rankings.invalidate,),
     )
-    runner: JobRunner
-    if settings.job_runner == "inline":
-        runner = InlineJobRunner(context, JOB_BODIES)
-    else:
-        runner = ThreadJobRunner(context, JOB_BODIES)
+    runner = make_runner(settings, context)
     return Services(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -76,12 +66,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loop: MaintenanceLoop | None = None
         if settings.job_runner != "inline":
-            for job_id in common.recover(services.sessionmaker):
-                kind = _job_kind(services, job_id)
-                if kind:
+            # queued jobs whose dispatch was lost (restart, flushed broker): a duplicate
+            # message is harmless, the claim is a conditional update
+            for job_id, kind in common.queued_jobs(services.sessionmaker):
+                if kind in JOB_BODIES:
                     services.runner.submit(kind, job_id)
+            if settings.scheduler_enabled:
+                loop = MaintenanceLoop(services.sessionmaker, settings, services.runner)
+                loop.start()
         yield
+        if loop is not None:
+            loop.stop()
         services.runner.shutdown()
 
     app = FastAPI(
@@ -100,19 +97,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     return app
 
 
-def _after_checkpoint(*hooks: Callable[[int], None]) -> Callable[[int], None]:
-    """Run every hook for a project whose new checkpoint was just activated."""
-
-    def run(project_id: int) -> None:
-        for hook in hooks:
-            hook(project_id)
-
-    return run
-
-
-def _job_kind(services: Services, job_id: int) -> str | None:
-    from app.models import Job
-
-    with services.sessionmaker() as session:
-        job = session.get(Job, job_id)
-        return job.kind if job is not None else None
+def make_runner(settings: Settings, context: JobContext) -> JobRunner:
+    """The job runner ``settings.job_runner`` names (see ``Settings.job_runner``)."""
+    if settings.job_runner == "inline":
+        return InlineJobRunner(context, JOB_BODIES)
+    if settings.job_runner == "thread":
+        return ThreadJobRunner(context, JOB_BODIES)
+    if settings.job_runner == "redis":
+        return RedisJobRunner(settings)
+    return ProcessJobRunner(settings)

@@ -13,8 +13,11 @@ from app.api import (
     projects,
     queries,
     review,
+    schedules,
 )
 
 api_router = APIRouter()
-for module in (projects, pools, labels, review, queries, jobs, mining, indexing, dashboard, health):
+for module in (
+    projects, pools, labels, review, queries, jobs, schedules, mining, indexing, dashboard, health,
+):
     api_router.include_router(module.router)

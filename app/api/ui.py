@@ -9,7 +9,7 @@ before any JS runs; the keys themselves live in ``ui/static/*.js``.
 import json
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -43,6 +43,12 @@ REVIEW_KEYS = [
 VERIFY_KEYS = [
     (["n"], "Confirm: the mined item is really not of the anchor's label"),
     (["y"], "False negative: label the mined item with the anchor's label"),
+    (["p"], "Switch to pseudo-labels"),
+]
+PSEUDO_KEYS = [
+    (["y"], "Accept: the item is of the model's label (it becomes a human label)"),
+    (["n"], "Reject the pseudo-label"),
+    (["g"], "Switch to mined negatives"),
 ]
 DASHBOARD_KEYS = [(["r"], "Refresh now (the page also refreshes itself)")]
 PROJECTS_KEYS = [
@@ -115,9 +121,14 @@ def review_project(request: Request, project_id: int) -> HTMLResponse:
 
 
 @router.get("/projects/{project_id}/verify", response_class=HTMLResponse)
-def verify_project(request: Request, project_id: int) -> HTMLResponse:
-    """Verify mode: confirm or reject mined negatives queued by ``negatives/mine``."""
-    return _project_page(request, project_id, "verify", VERIFY_KEYS)
+def verify_project(
+    request: Request, project_id: int, mode: Literal["negatives", "pseudo"] = "negatives"
+) -> HTMLResponse:
+    """Verify mode: confirm or reject mined negatives queued by ``negatives/mine``
+    (``?mode=negatives``), or pseudo-labels a training job routed for confirmation
+    (``?mode=pseudo``; a number key rejects and corrects the label)."""
+    keys = VERIFY_KEYS if mode == "negatives" else PSEUDO_KEYS
+    return _project_page(request, project_id, "verify", keys, mode=mode)
 
 
 @router.get("/projects/{project_id}/dashboard", response_class=HTMLResponse)
@@ -135,7 +146,11 @@ def label_keys_for(labels: list[str]) -> list[str | None]:
 
 
 def _project_page(
-    request: Request, project_id: int, page: str, keys: list[tuple[list[str], str]]
+    request: Request,
+    project_id: int,
+    page: str,
+    keys: list[tuple[list[str], str]],
+    **extra: Any,
 ) -> HTMLResponse:
     with get_services(request).sessionmaker() as session:
         project = session.get(Project, project_id)
@@ -147,6 +162,7 @@ def _project_page(
             "labels_json": json.dumps(project.labels),
             "label_keys": list(zip(project.labels, label_keys_for(project.labels), strict=True)),
             "page_keys": keys,
+            **extra,
         }
         return _render(request, f"{page}.html", context)
 

@@ -1,4 +1,9 @@
-"""Job runners: one interface, an in-process thread pool by default, inline for tests."""
+"""Job runners: one interface (``submit(kind, job_id)``) and the in-process implementations.
+
+``ThreadJobRunner`` runs bodies in a thread of the API process, ``InlineJobRunner`` inside
+``submit`` (tests). The child-process runner is in ``app/jobs/process.py`` and the Dramatiq
+(Redis) runner in ``app/jobs/broker.py``; all of them run a body through :func:`execute`.
+"""
 
 import logging
 import threading
@@ -10,6 +15,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.jobs.common import Heartbeat
 from app.sampling.index_store import IndexStore
 from app.services.embedding import EmbedderCache
 from app.storage import ArtifactStore
@@ -45,8 +51,23 @@ class JobRunner(Protocol):
         ...
 
 
+def execute(bodies: JobBodies, kind: str, job_id: int, context: JobContext) -> None:
+    """Run the body of ``kind`` on ``job_id`` with a heartbeat thread beside it.
+
+    Raises:
+        KeyError: unknown job kind.
+    """
+    body = bodies[kind]
+    with Heartbeat(context.sessionmaker, job_id, context.settings.job_heartbeat_seconds):
+        body(job_id, context)
+
+
 class ThreadJobRunner:
-    """In-process runner: one worker thread, jobs run in submission order."""
+    """In-process runner: one worker thread, jobs run in submission order.
+
+    Training in a thread shares the API's GIL: use it where the API is idle while training
+    (``quarry train`` without a server); ``ProcessJobRunner`` is the serving default.
+    """
 
     def __init__(self, context: JobContext, bodies: JobBodies, workers: int = 1) -> None:
         self.context = context
@@ -54,7 +75,7 @@ class ThreadJobRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quarry-job")
 
     def submit(self, kind: str, job_id: int) -> None:
-        future = self._pool.submit(self.bodies[kind], job_id, self.context)
+        future = self._pool.submit(execute, self.bodies, kind, job_id, self.context)
         future.add_done_callback(_log_crash)
 
     def shutdown(self) -> None:

@@ -9,6 +9,7 @@ from app.models.pool import Item, ItemStatus, Lease, LeaseStatus
 from app.models.project import Project
 from app.models.query import QueryBatch, QueryItem
 from app.models.queue_ranking import QueueRanking
+from app.models.schedule import TrainingSchedule
 
 __all__ = [
     "Annotation",
@@ -27,5 +28,6 @@ __all__ = [
     "QueryBatch",
     "QueryItem",
     "QueueRanking",
+    "TrainingSchedule",
     "VerifyStatus",
 ]

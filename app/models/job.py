@@ -40,3 +40,7 @@ class Job(TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # per-epoch entries {stage, epoch, n_epochs, loss, progress, t}: what the learner reported
+    epoch_metrics: Mapped[list[Any]] = mapped_column(default=list)
+    log_tail: Mapped[str | None] = mapped_column(Text)  # the last progress lines, newest last
+    worker: Mapped[str | None] = mapped_column(String(200))  # host:pid that claimed the job

@@ -43,6 +43,13 @@ class JobRead(BaseModel):
     params: dict[str, Any]
     metrics: dict[str, Any] = Field(validation_alias="result")
     error: str | None
+    epoch_metrics: list[dict[str, Any]] = Field(
+        default_factory=list, description="per-epoch {stage, epoch, n_epochs, loss, progress, t}"
+    )
+    log_tail: str | None = Field(None, description="the last progress lines, newest last")
+    cancel_requested: bool = False
+    worker: str | None = Field(None, description="host:pid of the process running the job")
+    heartbeat_at: datetime | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -92,3 +92,27 @@ def train_and_wait(api: Any, project_id: int, timeout: float = 120.0) -> dict[st
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (linear interpolation, as numpy's default)."""
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def label_via_api(api: Any, project_id: int, annotator: str, n: int) -> list[int]:
+    """Label ``n`` demo items served by /next with their true class; returns the item ids."""
+    ids = []
+    for _ in range(n):
+        next_page = api.get(f"/projects/{project_id}/next", params={"annotator": annotator})
+        served = next_page.json()["items"][0]
+        body = {"item_id": served["item"]["id"], "label": true_label(served["item"]["external_id"]),
+                "annotator": annotator, "lease_id": served["lease_id"]}
+        response = api.post(f"/projects/{project_id}/annotations", json=body)
+        assert response.status_code == 201, response.text
+        ids.append(served["item"]["id"])
+    return ids
+
+
+def ensure_two_classes(api: Any, project_id: int) -> None:
+    """Label demo items through the API until at least two classes have labels."""
+    def classes() -> int:
+        counts = api.get(f"/projects/{project_id}").json()["counts"]["by_label"]
+        return sum(1 for n in counts.values() if n)
+
+    while classes() < 2:
+        label_via_api(api, project_id, "e2e-seed", 3)

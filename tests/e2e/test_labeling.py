@@ -9,6 +9,7 @@ import pytest
 from tests.e2e.conftest import screenshot
 from tests.e2e.helpers import (
     LATENCY_PROBE,
+    ensure_two_classes,
     percentile,
     set_annotator,
     shown_item,
@@ -103,15 +104,7 @@ def test_next_item_latency_p95(server, page):
 
 def test_accept_the_model_suggestion_with_enter(server, page):
     api, pid, who = server["api"], server["demo_id"], "e2e-accept"
-    rows = api.get(f"/projects/{pid}/annotations", params={"limit": 500}).json()["rows"]
-    classes = {r["annotation"]["labels"][0] for r in rows}
-    if len(classes) < 2:  # run alone: label a few items through the API first
-        for _ in range(6):
-            next_page = api.get(f"/projects/{pid}/next", params={"annotator": "e2e-seed"})
-            served = next_page.json()["items"][0]
-            api.post(f"/projects/{pid}/annotations", json={
-                "item_id": served["item"]["id"], "label": true_label(served["item"]["external_id"]),
-                "annotator": "e2e-seed", "lease_id": served["lease_id"]})
+    ensure_two_classes(api, pid)
     train_and_wait(api, pid)
     item_id, _ = _open(page, server, who)
     suggestion = page.locator("#suggestion")

@@ -93,12 +93,17 @@ export function createApi(base) {
       post(`${project(pid)}/annotations/${encodeURIComponent(annotationId)}/relabel`, body, {
         "Idempotency-Key": idempotencyKey,
       }),
+    item: (pid, itemId) => request(`${project(pid)}/items/${encodeURIComponent(itemId)}`),
     dashboard: (pid) => request(`${project(pid)}/dashboard`),
     job: (jobId) => request(`${base}/jobs/${encodeURIComponent(jobId)}`),
     verifyNext: (pid, annotator) =>
       request(`${project(pid)}/negatives/verify/next${query({ annotator, n: 1 })}`),
     verdict: (pid, tripletId, body) =>
       post(`${project(pid)}/negatives/${encodeURIComponent(tripletId)}/verdict`, body),
+    pseudoNext: (pid, annotator) =>
+      request(`${project(pid)}/pseudo-labels/verify/next${query({ annotator, n: 1 })}`),
+    pseudoVerdict: (pid, reviewId, body) =>
+      post(`${project(pid)}/pseudo-labels/${encodeURIComponent(reviewId)}/verdict`, body),
   };
 }
 

@@ -45,12 +45,17 @@ export function barsWithLine(target, { names, values, cumulative, title }) {
   const step = iw / Math.max(values.length, 1);
   values.forEach((v, i) => {
     const bh = (v / maxBar) * ih;
-    const bar = svg("rect", { x: PAD.left + i * step + step * 0.1, y: PAD.top + ih - bh, width: Math.max(step * 0.8, 1), height: bh, class: "bar" });
+    const width = Math.min(Math.max(step * 0.8, 1), 48);
+    const bar = svg("rect", { x: PAD.left + (i + 0.5) * step - width / 2, y: PAD.top + ih - bh, width, height: bh, class: "bar" });
     bar.append(svg("title", {}, `${names[i]}: ${v}`));
     root.append(bar);
   });
   const points = cumulative.map((c, i) => `${PAD.left + (i + 0.5) * step},${PAD.top + ih - (c / maxLine) * ih}`);
   root.append(svg("polyline", { points: points.join(" "), class: "line" }));
+  for (const p of points) {
+    const [cx, cy] = p.split(",");
+    root.append(svg("circle", { cx, cy, r: 2.5, class: "dot" }));
+  }
   if (names.length) {
     root.append(svg("text", { x: PAD.left, y: H - 8, class: "tick" }, names[0]));
     root.append(svg("text", { x: W - PAD.right, y: H - 8, class: "tick", "text-anchor": "end" }, names[names.length - 1]));

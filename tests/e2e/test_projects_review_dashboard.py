@@ -1,0 +1,109 @@
+"""The projects page (create a project, import a file with a progress bar that follows the
+import job), the review page (filters in the URL, relabel in place by keyboard) and the
+dashboard (charts, annotators, a job's progress polled live)."""
+
+import csv
+import time
+
+import pytest
+
+from app.datasets import load_digits_dataset
+from tests.e2e.conftest import screenshot
+from tests.e2e.helpers import ensure_two_classes, set_annotator, true_label, wait_until
+
+pytestmark = pytest.mark.e2e
+IMPORT_ROWS = 300  # above QUARRY_IMPORT_INLINE_MAX (256): the import runs as a job
+
+
+def test_create_a_project_and_import_a_file(server, page, tmp_path):
+    page.goto(f"{server['url']}/projects")
+    page.keyboard.press("c")  # jumps to the form
+    assert page.evaluate("() => document.activeElement.id") == "create-name"
+    page.keyboard.type("digits-import")
+    page.keyboard.press("Tab")  # task: multiclass is the default
+    page.keyboard.press("Tab")
+    page.keyboard.type(",".join(str(d) for d in range(10)))
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowDown")  # modality: text -> image
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # "Create project"
+    page.wait_for_url("**/projects?created=*")
+    created = int(page.url.rsplit("=", 1)[1])
+    project = server["api"].get(f"/projects/{created}").json()
+    assert project["name"] == "digits-import" and project["modality"] == "image"
+    assert project["labels"] == [str(d) for d in range(10)]
+
+    digits = load_digits_dataset()
+    path = tmp_path / "digits.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["external_id", "image", "label"])
+        writer.writerows(
+            (f"imp-{i}", digits.payloads[i], digits.targets[i]) for i in range(IMPORT_ROWS)
+        )
+    assert page.locator("#import-project").input_value() == str(created)
+    page.locator("#import-file").set_input_files(str(path))
+    page.locator("#import-ignore-labels").check()
+    page.locator("#import-form button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#import-progress-row:not([hidden])")
+    page.wait_for_function(
+        "() => document.getElementById('import-progress-text').textContent.startsWith('Imported')",
+        timeout=90_000,
+    )
+    assert page.locator("#import-progress").evaluate("p => p.value") == 1
+    screenshot(page, "projects-imported")
+    counts = server["api"].get(f"/projects/{created}").json()["counts"]
+    assert counts["items"] == IMPORT_ROWS and counts["labeled"] == 0
+    jobs = server["api"].get(f"/projects/{created}/jobs").json()
+    assert [j["status"] for j in jobs if j["kind"] == "import"] == ["succeeded"]
+    page.wait_for_selector(f"tr[data-project-id='{created}']")  # listed after the reload
+
+
+def test_review_filters_and_relabel_by_keyboard(server, page):
+    api, pid, who = server["api"], server["demo_id"], "e2e-reviewer"
+    served = api.get(f"/projects/{pid}/next", params={"annotator": who}).json()["items"][0]
+    right = true_label(served["item"]["external_id"])
+    wrong = str((int(right) + 1) % 10)
+    body = {"item_id": served["item"]["id"], "label": wrong, "annotator": who,
+            "lease_id": served["lease_id"]}
+    assert api.post(f"/projects/{pid}/annotations", json=body).status_code == 201
+
+    page.goto(f"{server['url']}/projects/{pid}/review?annotator={who}&source=human")
+    set_annotator(page, who)
+    assert page.locator("#filter-annotator").input_value() == who  # the URL holds the filters
+    row = page.locator("#review-rows tr[data-annotation-id]")
+    row.first.wait_for()
+    assert row.count() == 1 and row.first.locator(".chip").text_content() == wrong
+    row.first.focus()
+    page.keyboard.press(right)  # relabel the selected row in place
+    page.wait_for_function(
+        "(label) => document.querySelector('#review-rows tr .chip')?.textContent === label",
+        arg=right,
+    )
+    screenshot(page, "review-relabeled")
+    rows = api.get(f"/projects/{pid}/annotations", params={"annotator": who}).json()["rows"]
+    found = [(r["item"]["id"], r["annotation"]["labels"]) for r in rows]
+    assert found == [(served["item"]["id"], [right])]
+
+
+def test_dashboard_shows_labels_and_a_job_live(server, page):
+    api, pid = server["api"], server["demo_id"]
+    ensure_two_classes(api, pid)
+    page.goto(f"{server['url']}/projects/{pid}/dashboard")
+    page.wait_for_selector("#dashboard-app[data-updated-at]")
+    labeled = api.get(f"/projects/{pid}").json()["counts"]["labeled"]
+    assert page.locator("#count-labeled").text_content() == str(labeled)
+    assert page.locator("#labels-over-time svg rect.bar").count() >= 1
+    assert page.locator("#annotators tr th").count() >= 1
+    before = page.locator("#jobs tr[data-job-id]").count()
+    response = api.post(f"/projects/{pid}/train", json={"semi_supervised": {"method": "none"}})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    # no reload: the page's own polling brings the job in and follows it to the end
+    page.wait_for_selector(f"#jobs tr[data-job-id='{job_id}']", timeout=30_000)
+    page.wait_for_selector(f"#jobs tr[data-job-id='{job_id}'] .badge.succeeded", timeout=120_000)
+    assert page.locator("#jobs tr[data-job-id]").count() >= min(before + 1, 6)
+    time.sleep(2.5)  # one more poll draws the new checkpoint
+    wait_until(lambda: page.locator("#learning-curve svg circle").count() >= 1, timeout=20)
+    screenshot(page, "dashboard-live")
