@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     near_duplicate_similarity: float = Field(
         0.98, gt=-1.0, le=1.0, description="Imported rows this similar to an item are flagged."
     )
+    validation_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of human labels held out (by item-id hash)."
+    )
+    validation_min_holdout: int = Field(
+        50, ge=1, description="Below this many held-out labels, validate by cross-validation."
+    )
+    pseudo_confirm_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="Share of a checkpoint's pseudo-labels sent to review."
+    )
+    pseudo_confirm_max: int = Field(
+        200, ge=0, description="At most this many pseudo-labels per checkpoint sent to review."
+    )
 
     @model_validator(mode="after")
     def _default_database_url(self) -> "Settings":

@@ -11,6 +11,7 @@ from app.api import (
     mining,
     pools,
     projects,
+    pseudo_labels,
     queries,
     review,
     schedules,
@@ -19,5 +20,6 @@ from app.api import (
 api_router = APIRouter()
 for module in (
     projects, pools, labels, review, queries, jobs, schedules, mining, indexing, dashboard, health,
+    pseudo_labels,
 ):
     api_router.include_router(module.router)

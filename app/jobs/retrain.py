@@ -11,15 +11,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 
+from app.jobs import validation
 from app.jobs.common import Progress, finish, run_guarded
 from app.jobs.runner import JobContext
 from app.ml.artifacts import save_checkpoint
 from app.ml.predict import embed, mc_dropout_proba, predict_proba, resolve_device
 from app.ml.runtime import set_threads
-from app.ml.train import TrainConfig, fit_self_training
+from app.ml.train import TrainConfig, fit_self_training, fit_supervised
 from app.models import Annotation, Checkpoint, Item, ItemStatus, Job, LabelSource, Project
+from app.services import pseudo_review, training
 
 PSEUDO_METHOD = "self_training"
 
@@ -96,15 +98,20 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     if snap.labeled_positions.size == 0:
         raise ValueError("no labeled items to train on")
     features = np.asarray(ctx.store.read_features(snap.project_id, snap.pool_size))
-    unlabeled = np.setdiff1d(np.arange(snap.pool_size), snap.labeled_positions)
+    split = validation.split_for(
+        pool_size=snap.pool_size, positions=snap.positions, item_ids=snap.item_ids,
+        labeled_positions=snap.labeled_positions, targets=snap.targets, task=snap.task,
+        settings=ctx.settings,
+    )  # hold-out items (by item-id hash) train nothing, so later checkpoints compare on them
+    unlabeled = split.unlabeled_positions
     config = train_config(job.params, snap.task, ctx.settings.pseudo_label_threshold)
     device = resolve_device(job.params.get("device", "auto"))
     set_threads(ctx.settings.torch_threads)
     seed = int(job.params.get("seed", 0))
     progress(0.02, "training", force=True)
     result = fit_self_training(
-        features[snap.labeled_positions],
-        snap.targets,
+        features[split.train_positions],
+        snap.targets[split.train_rows],
         features[unlabeled],
         config=config,
         seed=seed,
@@ -114,8 +121,21 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     progress(0.85, "scoring the pool", force=True)
     probs = predict_proba(result.net, features, device=device)
     embeddings = embed(result.net, features, device=device)
+    temperature, evaluation = validation.evaluate(
+        split, pool_probs=probs, targets=snap.targets, label_names=snap.label_names,
+        task=snap.task, seed=seed,
+        fit_predict=lambda tr, va: predict_proba(
+            fit_supervised(features[snap.labeled_positions[tr]], snap.targets[tr],
+                           config=config, seed=seed, device=device,
+                           n_classes=len(snap.label_names)),
+            features[snap.labeled_positions[va]], device=device),
+    )
+    probs = validation.calibrate(probs, temperature, task=snap.task)  # queries read these
+    result.metrics = validation.checkpoint_metrics(
+        result.metrics, evaluation, split, label_names=snap.label_names, pseudo_method=PSEUDO_METHOD
+    )
     directory = ctx.store.project_dir(snap.project_id) / "checkpoints" / f"job{job.id}"
-    counts = _label_counts(snap)
+    counts = _label_counts(snap, split.train_rows)
     meta = {
         "job_id": job.id,
         "labels": snap.label_names,
@@ -127,25 +147,37 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     arrays = {"probs": probs, "embeddings": embeddings}
     mc_probs = _mc_probs(result.net, features, ctx.settings, seed=seed, device=device)
     if mc_probs is not None:
-        arrays["mc_probs"] = mc_probs
+        arrays["mc_probs"] = validation.calibrate(mc_probs, temperature, task=snap.task)
     meta["mc_dropout_samples"] = 0 if mc_probs is None else int(mc_probs.shape[0])
     save_checkpoint(directory, result.net, meta=meta, arrays=arrays)
     progress(0.95, "activating", force=True)
     pseudo_positions = unlabeled[result.pseudo_positions]
     try:
         with ctx.sessionmaker() as session, session.begin():
-            checkpoint = _activate(session, job, snap, directory, result, config, counts)
+            checkpoint, activation = _activate(
+                session, job, snap, directory, result, config, counts, split, probs
+            )
             n_pseudo = _store_pseudo_labels(
                 session, snap, checkpoint.id, pseudo_positions, result.pseudo_labels,
                 result.pseudo_confidences,
             )
             checkpoint.n_pseudo = n_pseudo
+            if activation["activated"]:
+                training.apply_pseudo_labels(
+                    session, project_id=snap.project_id, checkpoint_id=checkpoint.id
+                )
+            routed = pseudo_review.route_for_confirmation(
+                session, project_id=snap.project_id, checkpoint_id=checkpoint.id,
+                share=_confirm_share(job.params, ctx.settings),
+                max_n=ctx.settings.pseudo_confirm_max, seed=seed,
+            )
             finish(
                 session,
                 job.id,
                 {**result.metrics, "checkpoint_id": checkpoint.id, "version": checkpoint.version,
-                 "n_pseudo": n_pseudo},
-                f"checkpoint v{checkpoint.version} active",
+                 "n_pseudo": n_pseudo, "n_routed_for_confirmation": routed},
+                f"checkpoint v{checkpoint.version} "
+                + ("active" if activation["activated"] else f"kept ({activation['reason']})"),
             )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
@@ -168,15 +200,23 @@ def _mc_probs(net: Any, features: Any, settings: Any, *, seed: int, device: Any)
     return mc_dropout_proba(net, features, samples=t, seed=seed, device=device).astype(np.float16)
 
 
-def _label_counts(snap: Snapshot) -> dict[str, int]:
-    if snap.targets.ndim == 2:
-        sums = snap.targets.sum(axis=0)
+def _label_counts(snap: Snapshot, rows: npt.NDArray[np.int64]) -> dict[str, int]:
+    """Human labels per class that trained the checkpoint."""
+    targets = snap.targets[rows]
+    if targets.ndim == 2:
+        sums = targets.sum(axis=0)
     else:
-        sums = np.bincount(snap.targets, minlength=len(snap.label_names))
+        sums = np.bincount(targets, minlength=len(snap.label_names))
     return {name: int(n) for name, n in zip(snap.label_names, sums, strict=True)}
 
 
-def _activate(session, job, snap, directory, result, config, counts) -> Checkpoint:  # type: ignore[no-untyped-def]
+def _confirm_share(params: dict[str, Any], settings: Any) -> float:
+    share = params.get("confirm_share")
+    return float(settings.pseudo_confirm_share if share is None else share)
+
+
+def _activate(session, job, snap, directory, result, config, counts, split, probs):  # type: ignore[no-untyped-def]
+    """Insert the checkpoint and apply the activation policy, under the project row lock."""
     project = session.get(Project, snap.project_id, with_for_update={"of": Project})
     if project is None:
         raise LookupError(f"project {snap.project_id} is gone")
@@ -195,10 +235,24 @@ def _activate(session, job, snap, directory, result, config, counts) -> Checkpoi
         n_labeled=int(snap.labeled_positions.size),
         n_pseudo=0,
     )
+    active = project.active_checkpoint_id and session.get(Checkpoint, project.active_checkpoint_id)
+    activation = training.decide_activation(
+        policy=str(job.params.get("activate", "if_better")),
+        active=active,
+        metrics=result.metrics,
+        holdout_positions=split.holdout_positions,
+        holdout_targets=snap.targets[split.plan.holdout_rows],
+        new_probs=probs,
+        label_names=snap.label_names,
+        task=snap.task,
+    )
+    result.metrics["activation"] = activation
+    checkpoint.metrics = result.metrics
     session.add(checkpoint)
     session.flush()
-    project.active_checkpoint_id = checkpoint.id
-    return checkpoint
+    if activation["activated"]:
+        project.active_checkpoint_id = checkpoint.id
+    return checkpoint, activation
 
 
 def _store_pseudo_labels(
@@ -209,13 +263,9 @@ def _store_pseudo_labels(
     labels: npt.NDArray[Any],
     confidences: npt.NDArray[np.float32],
 ) -> int:
-    """Replace the previous checkpoint's pseudo-labels with this one's; humans always win."""
-    session.execute(
-        update(Item)
-        .where(Item.project_id == snap.project_id, Item.status == ItemStatus.PSEUDO)
-        .values(status=ItemStatus.UNLABELED, labels=None, label_source=None, label_confidence=None)
-        .execution_options(synchronize_session=False)
-    )
+    """Record this checkpoint's pseudo-labels (annotations with ``source="pseudo"``) for items
+    still unlabeled; the items carry them once the checkpoint is active
+    (:func:`app.services.training.apply_pseudo_labels`). Humans always win."""
     if positions.size == 0:
         return 0
     id_by_position = np.full(snap.pool_size, -1, dtype=np.int64)
@@ -226,29 +276,24 @@ def _store_pseudo_labels(
         chunk = candidate_ids[start : start + 500].tolist()
         still_unlabeled.update(
             session.scalars(
-                select(Item.id).where(Item.id.in_(chunk), Item.status == ItemStatus.UNLABELED)
+                select(Item.id).where(Item.id.in_(chunk), Item.status != ItemStatus.LABELED)
             ).all()
         )
-    updates, annotations = [], []
+    annotations = []
     for item_id, label, confidence in zip(candidate_ids.tolist(), labels, confidences, strict=True):
         if item_id not in still_unlabeled:  # labeled by a human while we trained
             continue
         names = _names(snap, label)
         if not names:
             continue
-        updates.append(
-            {"id": item_id, "status": ItemStatus.PSEUDO, "labels": names,
-             "label_source": LabelSource.PSEUDO, "label_confidence": float(confidence)}
-        )
         annotations.append(
             {"project_id": snap.project_id, "item_id": item_id, "labels": names,
              "source": LabelSource.PSEUDO, "confidence": float(confidence),
              "method": PSEUDO_METHOD, "checkpoint_id": checkpoint_id, "extra": {}}
         )
-    if updates:
-        session.execute(update(Item), updates)
+    if annotations:
         session.execute(insert(Annotation), annotations)
-    return len(updates)
+    return len(annotations)
 
 
 def _names(snap: Snapshot, label: Any) -> list[str]:

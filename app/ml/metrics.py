@@ -278,3 +278,31 @@ def _macro(f1: npt.NDArray[np.float64], present: npt.NDArray[np.bool_], multilab
     if multilabel:
         return float(f1.mean()) if f1.size else 0.0
     return float(f1[present].mean()) if present.any() else 0.0
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.959964) -> tuple[float, float] | None:
+    """Wilson score interval of a binomial proportion (Wilson 1927, JASA 22(158)).
+
+    Better than the normal approximation for small ``n`` and proportions near 0 or 1, the usual
+    case for the precision of confident pseudo-labels.
+
+    Args:
+        successes: number of successes, ``0 <= successes <= n``.
+        n: number of trials.
+        z: normal quantile (1.96: a 95% interval).
+
+    Returns:
+        ``(low, high)`` in ``[0, 1]``; None when ``n == 0``.
+
+    Raises:
+        ValueError: for counts out of range.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}, {n}")
+    if n == 0:
+        return None
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -7,6 +7,7 @@ from app.models.label import Annotation, LabelSource
 from app.models.mining import MiningRun, NegativeTriplet, VerifyStatus
 from app.models.pool import Item, ItemStatus, Lease, LeaseStatus
 from app.models.project import Project
+from app.models.pseudo_review import PseudoLabelReview, ReviewStatus
 from app.models.query import QueryBatch, QueryItem
 from app.models.queue_ranking import QueueRanking
 from app.models.schedule import TrainingSchedule
@@ -25,9 +26,11 @@ __all__ = [
     "MiningRun",
     "NegativeTriplet",
     "Project",
+    "PseudoLabelReview",
     "QueryBatch",
     "QueryItem",
     "QueueRanking",
+    "ReviewStatus",
     "TrainingSchedule",
     "VerifyStatus",
 ]

@@ -1,6 +1,7 @@
 """Stratified train/validation splits over labeled positions (numpy only)."""
 
 import numpy as np
+import numpy.typing as npt
 
 from app.strategies.base import IntArray
 
@@ -51,3 +52,39 @@ def stratified_split(
     val_idx = np.sort(by_class[in_val]).astype(np.int64)
     train_idx = np.sort(by_class[~in_val]).astype(np.int64)
     return train_idx, val_idx
+
+
+def hashed_holdout(item_ids: IntArray, *, fraction: float, salt: int = 0) -> npt.NDArray[np.bool_]:
+    """Deterministic hold-out membership by a hash of each item id (not of its row).
+
+    An item is held out when ``splitmix64(item_id ^ salt) / 2**64 < fraction``. Membership
+    depends on the id alone, so an item stays on the same side across retrains however many
+    labels arrive, and two checkpoints can be compared on the held-out items both were validated
+    on (the rule behind TensorFlow Extended's hash-based splits and "Hands-On ML"'s
+    ``test_set_check``). splitmix64 is the finalizer of Steele, Lea & Flood (2014), "Fast
+    splittable pseudorandom number generators", OOPSLA: consecutive ids map to unrelated values.
+
+    Args:
+        item_ids: int64 ``[n]`` item ids (any integers; negative ones are hashed as uint64).
+        fraction: expected share held out, in ``[0, 1]``.
+        salt: mixed into the hash; another salt draws another split.
+
+    Returns:
+        bool ``[n]``, true for held-out items.
+
+    Raises:
+        ValueError: if ``item_ids`` is not 1-D integer or ``fraction`` is outside ``[0, 1]``.
+    """
+    ids = np.asarray(item_ids)
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"item_ids must be a 1-D integer array, got {ids.shape} {ids.dtype}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    with np.errstate(over="ignore"):
+        z = ids.astype(np.int64).view(np.uint64) ^ np.uint64(salt & 0xFFFFFFFFFFFFFFFF)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    unit = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [n] uniform in [0, 1)
+    return unit < fraction

@@ -27,6 +27,14 @@ class TrainRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=10_000)
     hidden: int | None = Field(None, ge=0, le=8192, description="0 = linear head")
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    activate: Literal["if_better", "always", "never"] = Field(
+        "if_better",
+        description="if_better: activate unless its hold-out macro-F1 is below the active "
+        "checkpoint's on the same split; always; never (kept, activate it by hand)",
+    )
+    confirm_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of the new pseudo-labels sent to annotators"
+    )
 
 
 class JobRead(BaseModel):
@@ -67,6 +75,14 @@ class CheckpointRead(BaseModel):
     n_pseudo: int
     job_id: int | None
     created_at: datetime
+    activation: dict[str, Any] | None = Field(
+        None, description="whether and why the training job activated this checkpoint"
+    )
+    pseudo_confirmation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="annotators' verdicts on its pseudo-labels: routed, queued, accepted, "
+        "rejected, precision (95% Wilson interval in precision_low/high)",
+    )
 
 
 class PredictRequest(BaseModel):

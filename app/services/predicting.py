@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, ModelNotReady, NotFound
+from app.ml.calibration import apply_temperature
 from app.models import Checkpoint, Item, Project
 from app.schemas.jobs import PredictRequest
 from app.services.embedding import EmbedderCache
@@ -28,7 +29,8 @@ class NetCache:
         self._max = max_entries
 
     def probs(self, checkpoint: Checkpoint, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Run the checkpoint's net on ``features`` ``[n, d]``: float32 ``[n, c]``."""
+        """Run the checkpoint's net on ``features`` ``[n, d]``: float32 ``[n, c]``, calibrated
+        with the checkpoint's temperature (like its stored ``probs.npy``)."""
         from app.ml.artifacts import load_net
         from app.ml.predict import predict_proba, resolve_device
 
@@ -40,7 +42,11 @@ class NetCache:
                 self._nets[checkpoint.path] = net
                 while len(self._nets) > self._max:
                     self._nets.popitem(last=False)
-        return predict_proba(net, features, device=device)
+        temperature = float((checkpoint.metrics or {}).get("temperature") or 1.0)
+        return apply_temperature(
+            predict_proba(net, features, device=device), temperature,
+            multilabel=getattr(net, "task", None) == "multilabel",
+        )
 
 
 def active_checkpoint(project: Project) -> Checkpoint:

@@ -202,6 +202,11 @@ import("data:text/javascript;base64," + Buffer.from(src).toString("base64")).the
   let ex = m.initialState({ labels: ["a"], task: "binary" });
   ex = m.reduce(ex, { type: "loaded", items: [soon(7, 1000), soon(8, 60000)] }).state;
   out.push(m.reduce(ex, { type: "expire", now: 0 }).state.queue.map((e) => e.item.id));
+  let u = m.reduce(m.reduce(s, "annotated").state, "annotated").state;
+  const undo = m.reduce(u, "undo");
+  u = m.reduce(undo.state, "undone").state;
+  const fresh = m.initialState({ labels: ["a"], task: "binary" });
+  out.push([key("u"), undo.effect, u.submitted, m.reduce(fresh, "undone").state.submitted]);
   console.log(JSON.stringify(out));
 });
 """
@@ -230,12 +235,133 @@ def test_keymap_reducer_is_pure_and_correct():
     assert out[10] == ["a"]
     assert out[11] == [[2, 0], ["a", "c"]]
     assert out[12] == [8]  # a lease about to run out is dropped before it is answered
+    assert out[13] == ["undo", {"type": "undo"}, 1, 0]  # undo takes one label off the counter
 
 
 def test_digit_labels_use_their_own_keys(client):
     """Labels "0".."9" are typed as themselves (press 3 for "3"), not by position."""
     labels = [str(i) for i in range(10)]
-    created = client.post("/api/v1/projects", json={"name": "digits-keys", "labels": labels, "modality": "vector"})
+    body = {"name": "digits-keys", "labels": labels, "modality": "vector"}
+    created = client.post("/api/v1/projects", json=body)
     page = BeautifulSoup(client.get(f"/?project={created.json()['id']}").text, "html.parser")
     keys = {b.select_one(".label-name").text: b["data-key"] for b in page.select(".label-button")}
     assert keys == {label: label for label in labels}
+
+
+PAGES = ("label", "review", "verify", "dashboard")
+
+
+def _follow_modules(client, soup):
+    """Every module a page loads, following relative imports; returns the set of URLs."""
+    pending = [s["src"] for s in soup.find_all("script")]
+    seen: set[str] = set()
+    while pending:
+        src = pending.pop()
+        if src in seen:
+            continue
+        seen.add(src)
+        response = client.get(src)
+        assert response.status_code == 200, src
+        assert response.headers["content-type"].split(";")[0] in JS_TYPES, src
+        base = src.rsplit("/", 1)[0]
+        pending += [f"{base}/{m}" for m in re.findall(r'from\s+"\./([\w.-]+\.js)"', response.text)]
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("page", "module"),
+    [("label", "label.js"), ("review", "review.js"), ("verify", "verify.js"),
+     ("dashboard", "dashboard.js")],
+)
+def test_project_pages_render_their_shell_nav_and_help(client, page, module):
+    project = _project(client)
+    pid = project["id"]
+    _response, soup = _page(client, f"/projects/{pid}/{page}")
+    main = soup.find("main")
+    assert main["data-project-id"] == str(pid) and main["data-api-base"] == API
+    assert soup.select_one(".skip-link")["href"] == f"#{main['id']}"
+    nav = {a.get_text(): a["href"] for a in soup.select("nav.nav a")}
+    assert nav == {"Projects": "/projects", "Label": f"/projects/{pid}/label",
+                   "Review": f"/projects/{pid}/review", "Verify": f"/projects/{pid}/verify",
+                   "Dashboard": f"/projects/{pid}/dashboard"}
+    assert soup.select_one("nav.nav a[aria-current=page]").get_text().lower() == page
+    dialog = soup.select_one("dialog#help")
+    assert soup.select_one("#help-button")["aria-controls"] == "help"
+    keys = {k.get_text() for k in dialog.find_all("kbd")}
+    assert {"?", "Esc"} <= keys
+    assert soup.select_one("#annotator")["autocomplete"] == "username"
+    assert f"/static/{module}" in _follow_modules(client, soup)
+    assert "/static/common.js" in _follow_modules(client, soup)
+
+
+def test_review_page_lists_filters_and_row_keys(client):
+    project = _project(client, labels=("a", "b", "c"))
+    _response, soup = _page(client, f"/projects/{project['id']}/review")
+    form = soup.select_one("form#filters")
+    assert form["method"] == "get"  # filters live in the URL
+    assert [o["value"] for o in form.select("select[name=label] option")] == ["", "a", "b", "c"]
+    assert [o["value"] for o in form.select("select[name=source] option")] == [
+        "", "human", "pseudo", "imported"]
+    assert [o["value"] for o in form.select("select[name=disagreement] option")] == [
+        "", "true", "false"]
+    assert form.select_one("input[name=annotator]") is not None
+    assert [k.get_text() for k in soup.select("#row-keys kbd")] == ["1", "2", "3"]
+    help_keys = {k.get_text() for k in soup.select("dialog#help kbd")}
+    assert {"1", "2", "3", "j", "k", "/", "m", "?"} <= help_keys
+
+
+def test_dashboard_page_has_a_place_for_every_panel(client):
+    project = _project(client)
+    _response, soup = _page(client, f"/projects/{project['id']}/dashboard")
+    for node in ("labels-over-time", "learning-curve", "class-balance", "jobs", "annotators",
+                 "agreement-pairs", "count-labeled"):
+        assert soup.find(id=node) is not None, node
+    assert soup.select_one("#labels-over-time")["role"] == "img"
+    assert "r" in {k.get_text() for k in soup.select("dialog#help kbd")}
+
+
+def test_projects_page_lists_projects_with_create_and_import_forms(client):
+    empty = _page(client, "/projects")[1]
+    assert empty.select_one("#project-list-empty") is not None
+    assert empty.select_one("#import-form button[type=submit]").has_attr("disabled")
+    project = _project(client, name="listed")
+    _items(client, project["id"], n=3)
+    _response, soup = _page(client, "/projects")
+    row = soup.select_one(f"tr[data-project-id='{project['id']}']")
+    cells = [td.get_text(strip=True) for td in row.find_all("td")]
+    assert row.th.a["href"] == f"/projects/{project['id']}/label"
+    assert cells[:5] == ["multiclass", "vector", "3", "0", "0"]
+    assert {a.get_text() for a in row.select("td.links a")} == {"Review", "Verify", "Dashboard"}
+    form = soup.select_one("#create-form")
+    assert {f["name"] for f in form.select("input, select, textarea")} == {
+        "name", "task", "labels", "modality"}
+    assert soup.select_one("#import-project option")["value"] == str(project["id"])
+    assert soup.select_one("#import-file")["type"] == "file"
+    assert soup.select_one("progress#import-progress") is not None
+    assert {"c", "i", "?"} <= {k.get_text() for k in soup.select("dialog#help kbd")}
+    assert soup.find("script", src="/static/projects.js") is not None
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_unknown_project_pages_are_404(client, page):
+    response = client.get(f"/projects/999999/{page}")
+    assert response.status_code == 404 and "Not found" in response.text
+
+
+@pytest.mark.parametrize("url", ["/projects", *(f"/projects/{{pid}}/{p}" for p in PAGES)])
+def test_every_page_escapes_project_data(client, url):
+    project = _project(client, name=IMG_PAYLOAD, labels=(PAYLOAD, "b"))
+    _items(client, project["id"])
+    response, soup = _page(client, url.format(pid=project["id"]))
+    assert PAYLOAD not in response.text and IMG_PAYLOAD not in response.text
+    assert soup.find("img", src="x") is None
+    assert all(s.get("src", "").startswith("/static/") for s in soup.find_all("script"))
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
+    assert IMG_PAYLOAD in soup.get_text()  # shown as text
+
+
+def test_no_module_turns_data_into_html():
+    for path in sorted(KEYMAP_JS.parent.glob("*.js")):
+        source = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in source, (path.name, sink)

@@ -125,3 +125,16 @@ def test_bad_probs_raise() -> None:
         expected_calibration_error(np.array([[np.nan, 1.0]]), np.array([0]))
     with pytest.raises(ValueError, match="2-D"):
         expected_calibration_error(np.array([0.5, 0.5]), np.array([0]))
+
+
+def test_wilson_interval_reference() -> None:
+    from app.ml.metrics import wilson_interval
+
+    # statsmodels.stats.proportion.proportion_confint(8, 10, method="wilson")
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.4901625, abs=1e-6), pytest.approx(0.9433178, abs=1e-6))
+    low, high = wilson_interval(0, 5)
+    assert low == 0.0 and high == pytest.approx(0.4344825, abs=1e-6)
+    assert wilson_interval(0, 0) is None
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)

@@ -1,0 +1,81 @@
+"""Validation plans, out-of-fold probabilities and cross-fitted calibration."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from app.ml.evaluation import calibrate_and_score, cross_validated_probs, plan_validation
+from app.ml.metrics import expected_calibration_error
+from app.sampling.splits import hashed_holdout
+
+
+def test_holdout_when_enough_items_hash_out() -> None:
+    ids = np.arange(1000, 1400)
+    y = np.arange(400) % 4
+    plan = plan_validation(ids, y, task="multiclass", fraction=0.2, min_holdout=50)
+    assert plan.mode == "holdout" and plan.cv_folds == 0
+    assert np.array_equal(plan.holdout, hashed_holdout(ids, fraction=0.2))
+    assert np.array_equal(
+        np.sort(np.concatenate([plan.train_rows, plan.holdout_rows])), np.arange(400)
+    )
+    # an item keeps its side when more labels arrive
+    more = plan_validation(
+        np.arange(1000, 1800), np.arange(800) % 4, task="multiclass", fraction=0.2, min_holdout=50
+    )
+    assert np.array_equal(more.holdout[:400], plan.holdout)
+    assert plan.split == more.split
+
+
+def test_cv_when_few_labels_and_train_when_a_singleton() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    plan = plan_validation(np.arange(10), y, task="multiclass", fraction=0.2, min_holdout=50)
+    assert plan.mode == "cv" and plan.cv_folds == 3 and not plan.holdout.any()
+    single = plan_validation(
+        np.arange(3), np.array([0, 0, 1]), task="binary", fraction=0.2, min_holdout=50
+    )
+    assert single.mode == "train" and single.train_rows.size == 3
+
+
+def test_out_of_fold_probs_match_a_manual_loop() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    y = (x[:, 0] + 0.3 * rng.normal(size=60) > 0).astype(int)
+    seen: list[np.ndarray] = []
+
+    def fit_predict(tr: np.ndarray, va: np.ndarray) -> np.ndarray:
+        assert not set(tr) & set(va)
+        seen.append(va)
+        return LogisticRegression().fit(x[tr], y[tr]).predict_proba(x[va])
+
+    oof = cross_validated_probs(y, fit_predict, task="binary", n_classes=2, n_folds=4, seed=1)
+    assert len(seen) == 4 and np.array_equal(np.sort(np.concatenate(seen)), np.arange(60))
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    ref = cross_val_predict(
+        LogisticRegression(),
+        x,
+        y,
+        method="predict_proba",
+        cv=StratifiedKFold(4, shuffle=True, random_state=1),
+    )
+    np.testing.assert_allclose(oof, ref, atol=1e-6)
+    with pytest.raises(ValueError):
+        cross_validated_probs(y, fit_predict, task="binary", n_classes=3, n_folds=4, seed=1)
+
+
+def test_calibrate_and_score_improves_ece_on_overconfident_probs() -> None:
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(3000, 4)) * 1.5
+    p_true = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = (p_true.cumsum(axis=1) < rng.random((3000, 1))).sum(axis=1)
+    over = np.exp(3 * z) / np.exp(3 * z).sum(axis=1, keepdims=True)
+    t, report = calibrate_and_score(over, y, label_names=list("abcd"), task="multiclass")
+    assert t == pytest.approx(3.0, rel=0.15)
+    assert report["ece"] < report["ece_uncalibrated"] / 2
+    assert report["ece_uncalibrated"] == pytest.approx(expected_calibration_error(over, y))
+    assert report["accuracy"] == pytest.approx(np.mean(over.argmax(1) == y))
+    assert report["temperature"] == t and set(report["per_class_f1"]) == set("abcd")
+    t1, in_sample = calibrate_and_score(
+        over, y, label_names=list("abcd"), task="multiclass", fit=False
+    )
+    assert t1 == 1.0 and in_sample["ece"] == pytest.approx(in_sample["ece_uncalibrated"])
