@@ -60,7 +60,8 @@ def test_a_burst_of_labels_starts_one_job(client, services, settings, session):
     report = tick(services.sessionmaker, settings, services.runner)
     assert len(report.started) == 1
     job = client.get(f"{API}/jobs/{report.started[0]}").json()
-    assert job["status"] == JobStatus.SUCCEEDED and job["params"]["semi_supervised"]["method"] == "none"
+    assert job["status"] == JobStatus.SUCCEEDED
+    assert job["params"]["semi_supervised"]["method"] == "none"
     assert tick(services.sessionmaker, settings, services.runner).started == []
     state = client.get(url).json()
     assert state["new_labels"] == 0 and state["last_reason"] == "labels"
