@@ -5,8 +5,11 @@ VENV ?= .venv
 PYTHON ?= python3
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/quarry_test
 PYTEST_ARGS ?= -m "not gpu and not e2e"
+# browser tests (tests/e2e): once, against their own server, when Debian's Chromium is installed
+CHROMIUM ?= /usr/bin/chromium
+E2E_ARGS ?= -m e2e
 
-.PHONY: setup demo serve test test-sqlite test-postgres lint
+.PHONY: setup demo serve test test-sqlite test-postgres test-e2e lint
 
 setup: $(VENV)/.installed
 
@@ -23,13 +26,17 @@ demo: setup
 serve: setup
 	$(VENV)/bin/quarry serve
 
-test: setup test-sqlite test-postgres
+test: setup test-sqlite test-postgres test-e2e
 
 test-sqlite: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-postgres: setup
 	QUARRY_TEST_DATABASE_URL=$(PG_TEST_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-e2e: setup
+	@if [ -x "$(CHROMIUM)" ]; then QUARRY_CHROMIUM=$(CHROMIUM) $(VENV)/bin/pytest $(E2E_ARGS) tests/e2e; \
+	else echo "skipping the browser tests: $(CHROMIUM) is missing (apt-get install chromium)"; fi
 
 lint: setup
 	$(VENV)/bin/ruff check app tests bench
