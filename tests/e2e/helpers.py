@@ -73,9 +73,12 @@ def wait_for_other_item(page: Any, item_id: int) -> tuple[int, str]:
     return shown_item(page)
 
 
-def train_and_wait(api: Any, project_id: int, timeout: float = 120.0) -> dict[str, Any]:
-    """Start a training job through the API and wait for it to succeed."""
-    body = {"semi_supervised": {"method": "none"}}
+def train_and_wait(
+    api: Any, project_id: int, timeout: float = 120.0, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Start a training job through the API (default: supervised only) and wait for it to
+    succeed."""
+    body = body or {"semi_supervised": {"method": "none"}}
     response = api.post(f"/projects/{project_id}/train", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]

@@ -4,7 +4,13 @@ flagged with ``y``, recorded through the API; routed pseudo-labels accepted with
 import pytest
 
 from tests.e2e.conftest import screenshot
-from tests.e2e.helpers import label_via_api, set_annotator, wait_until
+from tests.e2e.helpers import (
+    ensure_two_classes,
+    label_via_api,
+    set_annotator,
+    train_and_wait,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,3 +41,32 @@ def test_verify_mined_negatives_by_keyboard(server, page):
 
     found = wait_until(run, timeout=10)
     assert found["negatives"] >= 1 and found["false_negatives"] == 0
+
+
+def test_accept_a_routed_pseudo_label_by_keyboard(server, page):
+    api, pid, who = server["api"], server["demo_id"], "e2e-confirmer"
+    ensure_two_classes(api, pid)
+    body = {"semi_supervised": {"method": "self_training", "threshold": 0.5},
+            "confirm_share": 1.0, "activate": "always"}
+    train_and_wait(api, pid, body=body)
+    report = api.get(f"/projects/{pid}/pseudo-labels/precision").json()["checkpoints"][0]
+    assert report["active"] and report["routed"] > 0, report
+
+    page.goto(f"{server['url']}/projects/{pid}/verify?mode=pseudo")
+    set_annotator(page, who)
+    page.wait_for_selector("#task[data-task-id]:not([data-task-id=''])")
+    page.wait_for_selector("#first-image:not([hidden])")
+    label = page.locator("#label").text_content()
+    assert page.locator("#question").text_content().strip() != ""
+    screenshot(page, "verify-pseudo")
+    page.keyboard.press("y")
+    page.wait_for_function("() => document.getElementById('verified-count').textContent === '1'")
+
+    def accepted():
+        rows = api.get(f"/projects/{pid}/pseudo-labels/precision").json()["checkpoints"]
+        return rows[0]["accepted"] == 1
+
+    wait_until(accepted, timeout=10)
+    mine = api.get(f"/projects/{pid}/annotations", params={"annotator": who}).json()["rows"]
+    assert [r["annotation"]["labels"] for r in mine] == [[label]]
+    assert mine[0]["annotation"]["source"] == "human"
