@@ -150,9 +150,9 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
         arrays["mc_probs"] = validation.calibrate(mc_probs, temperature, task=snap.task)
     meta["mc_dropout_samples"] = 0 if mc_probs is None else int(mc_probs.shape[0])
     save_checkpoint(directory, result.net, meta=meta, arrays=arrays)
-    progress(0.95, "activating", force=True)
     pseudo_positions = unlabeled[result.pseudo_positions]
     try:
+        progress(0.95, "activating", force=True)  # a cancel here also removes the folder
         with ctx.sessionmaker() as session, session.begin():
             checkpoint, activation = _activate(
                 session, job, snap, directory, result, config, counts, split, probs
