@@ -101,7 +101,16 @@ def _train_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Start a training job; follow it with a progress bar; exit 0 only if it succeeded."""
-    body = _train_body(args)
+    from pydantic import ValidationError
+
+    from app.schemas.jobs import TrainRequest
+
+    try:
+        body = _train_body(args)
+        TrainRequest.model_validate(body)
+    except (ValueError, ValidationError) as exc:  # bad JSON, or a field out of range
+        print(f"error: invalid training body: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.url:
             client = ApiClient(args.url)
@@ -139,8 +148,8 @@ def _train_directly(
                 session, project, TrainRequest.model_validate(body), runner=services.runner,
                 idempotency_key=args.idempotency_key,
             ).id
-    except AppError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+    except (AppError, ApiError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         services.runner.shutdown()
         return 2
     print(f"training job {job_id} ({runner} runner)", flush=True)
