@@ -195,3 +195,43 @@ class RunsReport(BaseModel):
 
     runs: list[RunReport]
     configs: list[ConfigReport]
+
+
+class TrainNegatives(BaseModel):
+    """``negatives`` of a train request: confirmed and PU ("not c") negatives for the trainer.
+
+    Confirmed negatives (verdict ``negative`` on a mined negative) train as human labels of
+    weight 1: the other label in binary projects, a complementary "not c" target otherwise.
+    PU negatives come from the unlabeled pool of a positive-only project (human labels of one
+    class), filtered against likely false negatives (:mod:`app.sampling.pu`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    confirmed: bool = Field(True, description="train on annotator-confirmed negatives")
+    pu: bool | None = Field(
+        None,
+        description="draw negatives from the unlabeled pool (PU); default: on when only one "
+        "class has human labels",
+    )
+    pu_weight: float = Field(0.5, gt=0.0, le=10.0, description="loss weight of a PU negative")
+    max_pu_negatives: int = Field(10_000, ge=1, le=1_000_000)
+    margin: float | None = Field(
+        0.0,
+        ge=-2.0,
+        le=2.0,
+        description="drop candidates more similar to their nearest positive p than p's own "
+        "nearest other positive, minus margin; null turns it off",
+    )
+    max_similarity: float | None = Field(
+        None, ge=-1.0, le=1.0, description="similarity ceiling to the nearest positive"
+    )
+    rocchio: bool = Field(
+        False, description="drop candidates closer to the positive Rocchio prototype"
+    )
+    max_predicted_probability: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="drop candidates the active model predicts as the class above this",
+    )
