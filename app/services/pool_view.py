@@ -1,16 +1,101 @@
 """Build a strategies.PoolView from DB rows and the active checkpoint's cached arrays."""
 
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ModelNotReady
-from app.models import Checkpoint, Item, ItemStatus, Project
-from app.strategies.base import PoolView
+from app.models import Checkpoint, Item, ItemStatus, Lease, LeaseStatus, Project
 from app.storage import ArtifactStore
+from app.strategies.base import PoolView
+
+
+class PositionIds:
+    """LRU of each project's position -> item id map (int64 ``[pool_size]``, -1 = no item).
+
+    Items are only ever appended to a pool (positions are never renumbered or reused), so the
+    map of a (project, pool size) never changes; it is read from the database once (one
+    ``SELECT position, id`` of the pool) and then reused by every query. Each hit is checked
+    against the ids of the first and last position (two indexed rows), so a project deleted and
+    re-created under the same id is read again. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 16) -> None:
+        self._entries: OrderedDict[tuple[int, int], npt.NDArray[np.int64]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def get(self, session: Session, project_id: int, n: int) -> npt.NDArray[np.int64]:
+        """A fresh (writable) copy of the map of positions ``0 .. n - 1`` of the project."""
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        key = (project_id, n)
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+        if cached is not None and self._still_valid(session, project_id, cached):
+            return cached.copy()
+        ids = np.full(n, -1, dtype=np.int64)
+        rows = np.array(
+            session.execute(
+                select(Item.position, Item.id).where(
+                    Item.project_id == project_id, Item.position < n
+                )
+            ).tuples().all(),
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        ids[rows[:, 0]] = rows[:, 1]
+        with self._lock:
+            self._entries[key] = ids
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return ids.copy()
+
+    @staticmethod
+    def _still_valid(session: Session, project_id: int, ids: npt.NDArray[np.int64]) -> bool:
+        ends = [0, int(ids.shape[0]) - 1]
+        found = dict(
+            session.execute(
+                select(Item.position, Item.id).where(
+                    Item.project_id == project_id, Item.position.in_(ends)
+                )
+            ).tuples().all()
+        )
+        return all(found.get(p, -1) == int(ids[p]) for p in ends)
+
+
+position_ids = PositionIds()
+"""The process-wide map cache (a pure cache: dropping it only costs one re-read)."""
+
+
+def leased_positions(
+    session: Session, project: Project, now: datetime, n: int
+) -> npt.NDArray[np.int64]:
+    """int64 positions ``< n`` whose item is held by an unexpired lease.
+
+    Read through the leases table (indexed by project), never by scanning the pool; an item
+    counts only while its own ``lease_id`` still names that lease.
+    """
+    rows = session.scalars(
+        select(Item.position)
+        .join(Lease, Lease.item_id == Item.id)
+        .where(
+            Lease.project_id == project.id,
+            Lease.status == LeaseStatus.ACTIVE,
+            Item.lease_id == Lease.id,
+            Item.lease_expires_at > now,
+        )
+    ).all()
+    positions = np.array(rows, dtype=np.int64)
+    return positions[positions < n]
 
 
 def checkpoint_array(checkpoint: Checkpoint, name: str) -> np.ndarray | None:
@@ -36,31 +121,31 @@ def load(
     imported since are served after the next retrain); without one, the whole pool, with the
     pool's input features as ``embeddings``.
 
+    No per-row read of the whole pool: the position -> id map comes from
+    :data:`position_ids` (read once per pool size), and only labeled and leased rows are read.
+
     Raises:
         ModelNotReady: a needed array (``probs``, ``mc_probs``) has no checkpoint to come from.
     """
     checkpoint = project.active_checkpoint if use_checkpoint else None
     n = checkpoint.pool_size if checkpoint is not None else project.pool_size
-    rows = session.execute(
-        select(Item.position, Item.id, Item.status, Item.labels, Item.lease_expires_at).where(
-            Item.project_id == project.id, Item.position < n
-        )
-    ).all()
-    item_ids = np.full(n, -1, dtype=np.int64)
+    item_ids = position_ids.get(session, project.id, n)
     labeled = np.zeros(n, dtype=bool)
-    blocked = np.zeros(n, dtype=bool)
     labels = np.full(n, -1, dtype=np.int64)
     index = {name: i for i, name in enumerate(project.labels)}
     single = project.task != "multilabel"
-    for position, item_id, status, item_labels, expires in rows:
-        item_ids[position] = item_id
-        if status == ItemStatus.LABELED:
-            labeled[position] = True
-            if single and item_labels:
-                labels[position] = index.get(item_labels[0], -1)
-        if expires is not None and _aware(expires) > now:
-            blocked[position] = True
-    blocked |= item_ids < 0
+    for position, item_labels in session.execute(  # labeled rows only (status index)
+        select(Item.position, Item.labels).where(
+            Item.project_id == project.id, Item.status == ItemStatus.LABELED
+        )
+    ):
+        if position >= n:  # imported after the checkpoint (no position filter in SQL: a range
+            continue  # on position would steer SQLite to scan the (project, position) index)
+        labeled[position] = True
+        if single and item_labels:
+            labels[position] = index.get(item_labels[0], -1)
+    blocked = item_ids < 0
+    blocked[leased_positions(session, project, now, n)] = True
     arrays: dict[str, np.ndarray | None] = {}
     for name in ("probs", "embeddings", "mc_probs"):
         # probs and embeddings are always memory-mapped when the checkpoint has them (free until

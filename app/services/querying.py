@@ -107,7 +107,9 @@ def read_batch(session: Session, batch: QueryBatch) -> dict[str, Any]:
     """API view of a batch (adds the model version)."""
     version = None
     if batch.checkpoint_id is not None:
-        version = session.scalar(select(Checkpoint.version).where(Checkpoint.id == batch.checkpoint_id))
+        version = session.scalar(
+            select(Checkpoint.version).where(Checkpoint.id == batch.checkpoint_id)
+        )
     return {
         "id": batch.id,
         "strategy": batch.strategy,

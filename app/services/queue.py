@@ -84,11 +84,19 @@ def now_utc() -> datetime:
 
 
 def release_expired(session: Session, project: Project, now: datetime) -> None:
-    """Return items whose lease expired to the queue and mark those leases expired."""
+    """Return items whose lease expired to the queue and mark those leases expired.
+
+    Found through the leases table (indexed by project; every lease an item holds has a row
+    there), so the check costs the number of leases, not the pool size; the item's own
+    ``lease_expires_at`` decides.
+    """
     expired = session.scalars(
-        select(Item.lease_id).where(
-            Item.project_id == project.id,
-            Item.lease_id.is_not(None),
+        select(Lease.id)
+        .join(Item, Item.id == Lease.item_id)
+        .where(
+            Lease.project_id == project.id,
+            Lease.status == LeaseStatus.ACTIVE,
+            Item.lease_id == Lease.id,
             Item.lease_expires_at <= now,
         )
     ).all()
@@ -235,7 +243,8 @@ def _claim(
         ).all()
     )
     claimed: list[Lease] = []
-    for rank, (item_id, score) in enumerate(zip(ranking.item_ids.tolist(), ranking.scores, strict=True)):
+    ranked = zip(ranking.item_ids.tolist(), ranking.scores, strict=True)
+    for rank, (item_id, score) in enumerate(ranked):
         if len(claimed) >= n:
             break
         if item_id not in free:
