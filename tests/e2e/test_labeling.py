@@ -118,3 +118,65 @@ def test_accept_the_model_suggestion_with_enter(server, page):
     wait_for_other_item(page, item_id)
     rows = wait_until(lambda: _annotations(api, pid, who)["rows"], timeout=10)
     assert [(r["item"]["id"], r["annotation"]["labels"]) for r in rows] == [(item_id, [suggested])]
+
+
+def test_multilabel_keys_toggle_and_enter_submits(server, page):
+    api = server["api"]
+    body = {"name": "e2e-multilabel", "task": "multilabel", "labels": ["red", "green", "blue"],
+            "modality": "vector"}
+    project = api.post("/projects", json=body)
+    assert project.status_code == 201, project.text
+    pid = project.json()["id"]
+    records = [{"external_id": f"ml-{i}", "text": f"swatch {i}", "vector": [float(i), 1.0, 0.5]}
+               for i in range(4)]
+    assert api.post(f"/projects/{pid}/items", json=records).status_code == 201
+    page.goto(f"{server['url']}/projects/{pid}/label")
+    set_annotator(page, "e2e-multi")
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('Labeling as')"
+    )
+    item_id, _ = shown_item(page)
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    page.keyboard.press("2")
+    page.keyboard.press("2")  # toggled on, then off again
+    pressed = page.locator(".label-button").evaluate_all(
+        "bs => bs.map(b => b.getAttribute('aria-pressed'))"
+    )
+    assert pressed == ["true", "false", "true"]
+    assert page.locator("#accept-text").text_content() == "Submit labels"
+    screenshot(page, "label-multilabel")
+    page.keyboard.press("Enter")
+    wait_for_other_item(page, item_id)
+    rows = wait_until(lambda: _annotations(api, pid, "e2e-multi")["rows"], timeout=10)
+    found = [(r["item"]["id"], r["annotation"]["labels"]) for r in rows]
+    assert found == [(item_id, ["red", "blue"])]
+
+
+def test_two_annotators_at_once_hold_different_items(server, browser):
+    api, pid = server["api"], server["demo_id"]
+    pages = []
+    for name in ("e2e-ann-a", "e2e-ann-b"):
+        context = browser.new_context()
+        tab = context.new_page()
+        _open(tab, server, name)
+        pages.append((name, tab))
+    try:
+        held = {}
+        for name, tab in pages:
+            shown, _ = shown_item(tab)
+            leases = api.get(f"/projects/{pid}/leases", params={"annotator": name}).json()
+            active = {x["item_id"] for x in leases if x["status"] == "active"}
+            assert shown in active and len(active) >= 2  # the one on screen and the prefetched
+            held[name] = active
+        assert not held["e2e-ann-a"] & held["e2e-ann-b"]
+        (first, tab_a), (_second, tab_b) = pages
+        item_a, external_a = shown_item(tab_a)
+        item_b, _ = shown_item(tab_b)
+        tab_a.keyboard.press(true_label(external_a))
+        wait_for_other_item(tab_a, item_a)
+        assert shown_item(tab_b)[0] == item_b  # b's screen is untouched
+        assert [r["item"]["id"] for r in _annotations(api, pid, first)["rows"]] == [item_a]
+    finally:
+        for _name, tab in pages:
+            tab.context.close()

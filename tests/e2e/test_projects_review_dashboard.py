@@ -15,6 +15,23 @@ pytestmark = pytest.mark.e2e
 IMPORT_ROWS = 300  # above QUARRY_IMPORT_INLINE_MAX (256): the import runs as a job
 
 
+def test_a_bad_project_shows_the_field_the_api_names(server, page):
+    page.goto(f"{server['url']}/projects")
+    page.keyboard.press("c")
+    page.keyboard.type("e2e-bad")
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowDown")  # binary
+    page.keyboard.press("Tab")
+    page.keyboard.type("x, y, z")  # three labels for a binary task
+    page.locator("#create-form button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    error = page.locator("#create-error")
+    error.wait_for(state="visible")
+    assert error.text_content() == "a binary project has exactly 2 labels"
+    names = [p["name"] for p in server["api"].get("/projects").json()]
+    assert "e2e-bad" not in names
+
+
 def test_create_a_project_and_import_a_file(server, page, tmp_path):
     page.goto(f"{server['url']}/projects")
     page.keyboard.press("c")  # jumps to the form

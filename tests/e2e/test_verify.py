@@ -26,6 +26,8 @@ def test_verify_mined_negatives_by_keyboard(server, page):
 
     page.goto(f"{server['url']}/projects/{pid}/verify")
     set_annotator(page, who)
+    page.reload()  # the name stays in the browser
+    assert page.locator("#annotator").input_value() == who
     page.wait_for_selector("#task[data-task-id]:not([data-task-id=''])")
     page.wait_for_selector("#first-image:not([hidden])")  # digits have no text: the image shows
     screenshot(page, "verify-negative")
@@ -47,13 +49,15 @@ def test_accept_a_routed_pseudo_label_by_keyboard(server, page):
     api, pid, who = server["api"], server["demo_id"], "e2e-confirmer"
     ensure_two_classes(api, pid)
     body = {"semi_supervised": {"method": "self_training", "threshold": 0.5},
-            "confirm_share": 1.0, "activate": "always"}
+            "confirm_share": 1.0, "activate": "always", "epochs": 10}
     train_and_wait(api, pid, body=body)
     report = api.get(f"/projects/{pid}/pseudo-labels/precision").json()["checkpoints"][0]
     assert report["active"] and report["routed"] > 0, report
 
     page.goto(f"{server['url']}/projects/{pid}/verify?mode=pseudo")
     set_annotator(page, who)
+    page.reload()  # the name stays in the browser
+    assert page.locator("#annotator").input_value() == who
     page.wait_for_selector("#task[data-task-id]:not([data-task-id=''])")
     page.wait_for_selector("#first-image:not([hidden])")
     label = page.locator("#label").text_content()

@@ -114,3 +114,17 @@ export function problemField(err) {
   const parts = loc.filter((part) => !["body", "query", "path"].includes(part));
   return parts.length ? String(parts[0]) : null;
 }
+
+/** A readable message for an API error: each named field with its message (up to three),
+ * else the problem's detail. */
+export function problemMessage(err) {
+  const errors = err?.problem?.errors;
+  if (!Array.isArray(errors) || !errors.length) return err?.detail ?? String(err);
+  const parts = errors.slice(0, 3).map((e) => {
+    const loc = (e.loc ?? []).filter((part) => !["body", "query", "path"].includes(part));
+    const msg = String(e.msg ?? "").replace(/^Value error, /, "");
+    return loc.length ? `${loc.join(".")}: ${msg}` : msg;
+  });
+  const more = errors.length > 3 ? ` (and ${errors.length - 3} more)` : "";
+  return parts.join(" · ") + more;
+}

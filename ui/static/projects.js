@@ -1,7 +1,7 @@
 // The projects page: create a project, import a file with a progress bar (upload, then the
 // import job's progress when the server queues it), then reload to list the new counts.
 
-import { ApiError, createApi, problemField } from "./api.js";
+import { ApiError, createApi, problemField, problemMessage } from "./api.js";
 import { bindKeys, say } from "./common.js";
 
 const root = document.getElementById("content");
@@ -12,7 +12,7 @@ const POLL_MS = 500;
 
 function showError(box, err) {
   const field = problemField(err);
-  box.textContent = field ? `${field}: ${err.detail}` : err.detail ?? String(err);
+  box.textContent = problemMessage(err);
   box.hidden = false;
   const input = field && document.querySelector(`[name="${CSS.escape(field)}"]`);
   if (input) input.focus();
@@ -79,7 +79,7 @@ $("import-form").addEventListener("submit", async (event) => {
   const form = event.target;
   $("import-error").hidden = true;
   const file = form.file.files[0];
-  if (!file) return showError($("import-error"), { detail: "choose a file", problem: { errors: [{ loc: ["file"] }] } });
+  if (!file) return showError($("import-error"), { problem: { errors: [{ loc: ["file"], msg: "choose a file" }] } });
   const data = new FormData();
   data.append("file", file);
   const params = form.ignore_labels.checked ? "?ignore_labels=true" : "";
@@ -96,8 +96,7 @@ $("import-form").addEventListener("submit", async (event) => {
     setTimeout(() => window.location.reload(), 800);
   } catch (err) {
     $("import-progress-row").hidden = true;
-    const rows = err.problem?.errors?.slice(0, 3).map((e) => `${e.loc?.join(".")}: ${e.msg}`) ?? [];
-    showError($("import-error"), { ...err, detail: [err.detail, ...rows].join(" · ") });
+    showError($("import-error"), err);
   } finally {
     button.disabled = false;
   }

@@ -77,13 +77,18 @@ function show(task) {
   handler.show(task);
 }
 
+let asked = 0; // a newer question (another annotator name) makes an older answer stale
+
 async function next() {
+  const mine = ++asked;
   $("task").setAttribute("aria-busy", "true");
   try {
     const body = await handler.next();
+    if (mine !== asked) return;
     show(body.items[0] ?? null);
     say("");
   } catch (err) {
+    if (mine !== asked) return;
     show(null);
     const empty = err.code === "pool_exhausted";
     $("question").textContent = empty ? "Nothing left to verify." : "Could not load the next question.";
