@@ -48,7 +48,7 @@ class PositionIds:
                 select(Item.position, Item.id).where(
                     Item.project_id == project_id, Item.position < n
                 )
-            ).tuples().all(),
+            ).all(),
             dtype=np.int64,
         ).reshape(-1, 2)
         ids[rows[:, 0]] = rows[:, 1]
@@ -67,7 +67,7 @@ class PositionIds:
                 select(Item.position, Item.id).where(
                     Item.project_id == project_id, Item.position.in_(ends)
                 )
-            ).tuples().all()
+            ).all()
         )
         return all(found.get(p, -1) == int(ids[p]) for p in ends)
 
