@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import OUT, banking77, noisy_copies, seed_sqlite_project, table, write_csv
+from bench.common import OUT, banking77, noisy_copies, table, write_csv
 
 N_LABELED = 10_000
 N_TOTAL = 110_000
@@ -78,15 +78,85 @@ def centroid_probs(features: np.ndarray, classes: np.ndarray, labeled: np.ndarra
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def seed_project(template: Path) -> tuple[Any, int]:
-    """Build the project once under ``template`` (copied per run)."""
+def seed_project(database_url: str, data_dir: Path) -> tuple[Any, int]:
+    """Migrate ``database_url`` and insert the bench project (v1 checkpoint active).
+
+    Items go in with bulk inserts (the import API would embed-check and index 110k rows for
+    minutes; what is timed here is the retrain, not the import).
+    """
+    from sqlalchemy import insert
+
+    from app.config import Settings
+    from app.db import make_engine, make_sessionmaker
+    from app.migrate import upgrade_to_head
+    from app.models import Checkpoint, Item, ItemStatus, Project
+    from app.storage import ArtifactStore, atomic_write_npy
+
     features, classes, labeled = pool()
     probs = centroid_probs(features, classes, labeled)
-    shutil.rmtree(template, ignore_errors=True)
-    template.mkdir(parents=True)
-    return seed_sqlite_project(
-        template, embeddings=features, probs=probs, labeled=labeled, labels=classes
-    )
+    names = [f"intent_{k}" for k in range(probs.shape[1])]
+    settings = Settings(data_dir=data_dir, database_url=database_url, job_runner="inline")
+    upgrade_to_head(database_url)
+    engine = make_engine(settings)
+    store = ArtifactStore(data_dir)
+    with make_sessionmaker(engine)() as session, session.begin():
+        project = Project(name="retrain-load", task="multiclass", labels=names,
+                          modality="vector", embedder="vector", feature_dim=DIM, pool_size=0,
+                          queue_strategy="margin", settings={})
+        session.add(project)
+        session.flush()
+        store.append_features(project.id, 0, features)
+        for start in range(0, N_TOTAL, 20_000):
+            session.execute(insert(Item), [
+                {"project_id": project.id, "external_id": f"x{p}", "position": p,
+                 "text": f"item {p}", "payload": {}, "meta": {},
+                 "status": ItemStatus.LABELED if labeled[p] else ItemStatus.UNLABELED,
+                 "labels": [names[classes[p]]] if labeled[p] else None,
+                 "label_source": "human" if labeled[p] else None}
+                for p in range(start, min(N_TOTAL, start + 20_000))
+            ])
+        folder = store.checkpoint_dir(project.id, 1)
+        atomic_write_npy(folder / "probs.npy", probs)
+        atomic_write_npy(folder / "embeddings.npy", features)
+        checkpoint = Checkpoint(project_id=project.id, version=1, path=str(folder),
+                                pool_size=N_TOTAL, n_labeled=N_LABELED)
+        session.add(checkpoint)
+        session.flush()
+        project.pool_size = N_TOTAL
+        project.active_checkpoint_id = checkpoint.id
+        project_id = project.id
+    engine.dispose()
+    return settings, project_id
+
+
+def fresh_database(url: str, template: str | None = None) -> str:
+    """Recreate the database of ``url`` (PostgreSQL: from ``template`` if given); its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    if url.startswith("sqlite"):
+        path = Path(make_url(url).database or "")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if template:
+            shutil.copy(make_url(template).database or "", path)
+        return url
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        source = f' TEMPLATE "{make_url(template).database}"' if template else ""
+        conn.execute(text(f'CREATE DATABASE "{target.database}"{source}'))
+    admin.dispose()
+    return url
+
+
+def database_urls(opts: Any) -> tuple[str, str]:
+    """(template URL, per-run URL) for ``--database``."""
+    if opts.database == "sqlite":
+        return (f"sqlite+pysqlite:///{WORK / 'template.db'}",
+                f"sqlite+pysqlite:///{WORK / 'run.db'}")
+    base = opts.database.rsplit("/", 1)[0]
+    return f"{base}/quarry_bench_template", f"{base}/quarry_bench_run"
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,10 +244,16 @@ def load_main(port: int, project_id: int, rate: float, stop_file: Path, out: Pat
         next_at += interval
         started = time.time()
         t0 = time.perf_counter()
-        conn.request("GET", f"/api/v1/projects/{project_id}/next?annotator=load{i}&n=1")
-        response = conn.getresponse()
-        response.read()
-        samples.append([started, (time.perf_counter() - t0) * 1000, response.status])
+        try:
+            conn.request("GET", f"/api/v1/projects/{project_id}/next?annotator=load{i}&n=1")
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):  # the server dropped the connection
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            status = 599
+        samples.append([started, (time.perf_counter() - t0) * 1000, status])
         i += 1
     conn.close()
     out.write_text(json.dumps(samples))
@@ -199,9 +275,11 @@ def run_once(
     """Copy the template, serve it with ``runner``, measure idle and during-retrain /next."""
     work = WORK / f"{runner}_{repeat}"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(template, work)
+    work.mkdir(parents=True)
+    shutil.copytree(template, work / "data")
+    template_url, run_url = database_urls(opts)
     run_settings = settings.model_copy(update={
-        "data_dir": work / "data", "database_url": f"sqlite+pysqlite:///{work / 'q.db'}",
+        "data_dir": work / "data", "database_url": fresh_database(run_url, template_url),
     })
     namespace = f"bench-{os.getpid()}-{runner}-{repeat}"
     env = env_for(run_settings, runner, namespace)
@@ -369,6 +447,11 @@ def main() -> None:
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--sklearn-timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep each run's data folder")
+    parser.add_argument(
+        "--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server URL (databases quarry_bench_template/_run are created), or "
+        "'sqlite' (one writer at a time: the retrain's final transaction stalls /next)",
+    )
     parser.add_argument("--load", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--sklearn", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -384,7 +467,21 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"building the pool: {N_LABELED} labeled + {N_TOTAL - N_LABELED} unlabeled, "
           f"{DIM}-d (Banking77 MiniLM + noise)", flush=True)
-    settings, project_id = seed_project(WORK / "template")
+    template_url, _ = database_urls(args)
+    shutil.rmtree(WORK / "template", ignore_errors=True)
+    settings, project_id = seed_project(fresh_database(template_url), WORK / "template")
+    if not template_url.startswith("sqlite"):
+        from sqlalchemy import create_engine, make_url, text
+
+        # nobody may be connected to a TEMPLATE database: close our pooled connections
+        engine = create_engine(make_url(template_url).set(database="postgres"),
+                               isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = 'quarry_bench_template' AND pid <> pg_backend_pid()"
+            ))
+        engine.dispose()
     rows = []
     for repeat in range(repeats):
         for runner in runners:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import dramatiq.errors
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from app.config import Settings
@@ -59,8 +61,17 @@ class RedisJobRunner:
         self._actor = _declare_actor(self._broker, settings.job_queue, _not_here)
 
     def submit(self, kind: str, job_id: int) -> None:
-        """Enqueue ``(kind, job_id)``; raises ``redis.exceptions.ConnectionError`` if down."""
-        self._actor.send(kind, job_id)
+        """Enqueue ``(kind, job_id)``.
+
+        Called after the request's commit: when Redis is unreachable the job stays ``queued``
+        in the table (logged, not raised: the client already has its job id) and is sent again
+        when an API process starts (``create_app``'s lifespan resubmits queued jobs).
+        """
+        try:
+            self._actor.send(kind, job_id)
+        except (redis.exceptions.RedisError, dramatiq.errors.BrokerConnectionError):
+            log.error("could not send job %s to the queue; it stays queued", job_id,
+                      exc_info=True)
 
     def shutdown(self) -> None:
         """Close the broker's connections."""
