@@ -228,8 +228,8 @@ def agreement(labels: list[tuple[int, str, list[str]]]) -> dict[str, Any]:
             first, second = pair_labels[(a, b)]
             first.append(by[a])
             second.append(by[b])
-        for name, given in by.items():
-            person[name].append(all(given == other for n, other in by.items() if n != name))
+        for name, own in by.items():
+            person[name].append(all(own == other for n, other in by.items() if n != name))
     pairs = []
     same_total = n_total = 0
     for (a, b), (first, second) in sorted(pair_labels.items()):

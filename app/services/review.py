@@ -82,7 +82,7 @@ def _current_ids(project_id: int) -> tuple[Any, Any]:
     return labeled, pseudo
 
 
-def _current_rows(project_id: int) -> Select[tuple[Item, Annotation]]:
+def _current_rows(project_id: int) -> Select[Item, Annotation]:
     """Every labeled or pseudo-labeled item joined with the annotation that set its label."""
     labeled, pseudo = _current_ids(project_id)
     current = case(
@@ -151,6 +151,7 @@ def list_current(
         keep = _disagreement_ids(session, project, query, probs, filters.disagreement)
         query = query.where(Annotation.id.in_(keep.tolist()))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    checkpoint = project.active_checkpoint
     after = _decode_cursor(cursor)
     if after is not None:
         query = query.where(Annotation.id < after)
@@ -163,11 +164,13 @@ def list_current(
         "rows": [review_row(project, item, annotation, probs) for item, annotation in rows],
         "next_cursor": next_cursor,
         "total": int(total),
-        "model_version": project.active_checkpoint.version if probs is not None else None,
+        "model_version": checkpoint.version if probs is not None and checkpoint else None,
     }
 
 
-def _filtered(session: Session, project: Project, filters: ReviewFilter) -> Select[Any]:
+def _filtered(
+    session: Session, project: Project, filters: ReviewFilter
+) -> Select[Item, Annotation]:
     query = _current_rows(project.id)
     if filters.label is not None:
         if filters.label not in project.labels:
@@ -212,7 +215,7 @@ def predicted_sets(
 def _disagreement_ids(
     session: Session,
     project: Project,
-    query: Select[Any],
+    query: Select[Item, Annotation],
     probs: npt.NDArray[np.float32],
     disagree: bool,
 ) -> npt.NDArray[np.int64]:
@@ -334,6 +337,7 @@ def relabel(
         label=body.label,
         labels=body.labels,
         annotator=body.annotator,
+        lease_id=None,
         replace=True,
     )
     retried = idempotency_key is not None and session.scalar(

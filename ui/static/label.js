@@ -266,7 +266,9 @@ const isExhausted = (err) => err instanceof ApiError && err.code === "pool_exhau
 
 function describeModel(model) {
   if (!model) return "none yet";
-  const numbers = Object.entries(model.metrics ?? {}).filter(([, v]) => typeof v === "number");
-  const shown = numbers.slice(0, 2).map(([k, v]) => `${k} ${v.toFixed(3)}`);
+  const metrics = model.metrics ?? {};
+  const shown = [["accuracy", "accuracy"], ["macro_f1", "macro-F1"]]
+    .filter(([key]) => typeof metrics[key] === "number")
+    .map(([key, name]) => `${name} ${(100 * metrics[key]).toFixed(1)}%`);
   return [`v${model.version}`, ...shown].join(" · ");
 }
