@@ -16,16 +16,22 @@ Data (say which in every table):
 Both miners get the same embeddings (MiniLM vectors are computed once and cached under
 ``bench/out/``; sentence-transformers receives them through a tiny model object whose encode
 returns the cached rows) and the same settings: k = 10 negatives per anchor, the anchor's own
-positive excluded, the same margins / ceilings / windows. Quarry also gets the positives as
-labeled rows (``exclude_same_label=False``: only the anchor's positive is excluded, as in
-sentence-transformers; Quarry's margin reference is the most similar labeled positive of the
-anchor's intent). Each method runs in its own subprocess (peak memory = ``ru_maxrss``; "delta"
-subtracts the process's RSS after loading the data); timings are medians of ``--repeats`` runs.
+positive excluded, the same margins / ceilings / windows, the same (anchor, positive) pairs
+(``positive_positions``: the margins compare with that pair's similarity, as in
+sentence-transformers; ``exclude_same_label=False`` unless a config labels part of the corpus).
+Quarry searches exactly as deep as sentence-transformers does (``max_candidates`` =
+its ``range_max + 1``; :func:`st_search_depth`), so both look at the same neighbours;
+Quarry's ``range_max`` still counts surviving candidates, not raw ranks. The Quarry-only
+configurations search without a cap (one deeper re-search fills ``k``). The ``negatives``
+column shows how many negatives each returned. Each method runs in its own subprocess
+(peak memory = ``ru_maxrss``; "delta" subtracts the process's RSS after loading the data);
+timings are medians of ``--repeats`` runs.
 
 Usage::
 
     nice -n 10 .venv/bin/python bench/negatives.py --quick      # real set + 100k indexes
     nice -n 10 .venv/bin/python bench/negatives.py              # + 100k mining, 1M indexes
+    nice -n 10 .venv/bin/python bench/negatives.py --skip-mining --sizes 1000000  # one part
 
 Writes ``bench/out/negatives_mining.csv``, ``bench/out/negatives_index.csv`` (and PNGs when
 matplotlib is available).
@@ -51,6 +57,7 @@ OUT = ROOT / "bench" / "out"
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 NOISE = 0.5
 K = 10
+MINE_ANCHORS = 10_000  # the target: 10k anchors against the 1M pool, k = 10, in <= 20 s
 
 # name -> (sentence-transformers kwargs, Quarry kwargs); same settings on both sides
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -182,12 +189,30 @@ def _false_negative_rate(
     return float((same & valid).sum() / max(valid.sum(), 1))
 
 
+def st_search_depth(st_kwargs: dict[str, Any], k: int = K, max_positives: int = 1) -> int:
+    """How many neighbours sentence-transformers searches per anchor for these settings:
+    ``range_max + max_positives``, with its default ``range_max`` (``range_min + 10 * k +
+    max_positives`` when a margin or ceiling is set, else ``range_min + k + max_positives``)."""
+    range_min = int(st_kwargs.get("range_min", 0))
+    range_max = st_kwargs.get("range_max")
+    if range_max is None:
+        filtered = any(
+            st_kwargs.get(key) is not None
+            for key in ("absolute_margin", "relative_margin", "max_score")
+        )
+        range_max = range_min + (10 * k if filtered else k) + max_positives
+    return int(range_max) + max_positives
+
+
 def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
     from app.sampling.hard_negatives import mine_hard_negatives
     from app.services.indexing import IndexConfig, build
 
     data = mining_set(dataset)
-    params = dict(CONFIGS[config][1]) if config in CONFIGS else dict(QUARRY_ONLY[config])
+    if config in CONFIGS:  # search as deep as sentence-transformers does, no deeper
+        params = {**CONFIGS[config][1], "max_candidates": st_search_depth(CONFIGS[config][0])}
+    else:
+        params = dict(QUARRY_ONLY[config])
     labeled_fraction = params.pop("_labeled_fraction", 0.0)
     n_corpus, n_anchors = len(data["corpus"]), len(data["anchors"])
     vectors = np.concatenate([data["corpus"], data["anchors"]])
@@ -222,6 +247,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             k=K,
             exclude_same_label=bool(labeled_fraction),
             rng=np.random.default_rng(0),
+            positive_positions=data["positives"],
             **params,
         )
         times.append(time.perf_counter() - started)
@@ -398,25 +424,36 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
                 times.append(time.perf_counter() - started)
             hit = float((found[:, :, None] == truth[:, None, :]).any(axis=2).mean())
             sweep[f"{key}={value}"] = f"{statistics.median(times):.2f}s r={hit:.3f}"
-    mine_seconds = None
-    if kind != "flat":  # 10k indexed anchors mined against the whole index, k=10
-        from app.sampling.hard_negatives import mine_hard_negatives
+    # 10k indexed anchors mined against the whole index, k=10, no filters: the negatives are
+    # each anchor's 10 nearest other items. The flat index's result is the exact reference
+    # (mined once: it is the slow baseline); the others report recall@10 against it.
+    from app.sampling.hard_negatives import mine_hard_negatives
 
-        anchors = np.sort(np.random.default_rng(7).choice(size, 10_000, replace=False))
-        no_labels = np.full(size, -1, dtype=np.int64)
-        mine_times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            mine_hard_negatives(
-                index,
-                corpus,
-                anchor_positions=anchors,
-                labels=no_labels,
-                k=10,
-                rng=np.random.default_rng(0),
-            )
-            mine_times.append(time.perf_counter() - started)
-        mine_seconds = statistics.median(mine_times)
+    anchors = np.sort(np.random.default_rng(7).choice(size, MINE_ANCHORS, replace=False))
+    no_labels = np.full(size, -1, dtype=np.int64)
+    mine_truth_path = OUT / f"index_mine_truth_{size}.npy"
+    mine_times, mined = [], None
+    for _ in range(1 if kind == "flat" else repeats):
+        started = time.perf_counter()
+        mined = mine_hard_negatives(
+            index,
+            corpus,
+            anchor_positions=anchors,
+            labels=no_labels,
+            k=10,
+            rng=np.random.default_rng(0),
+        )
+        mine_times.append(time.perf_counter() - started)
+    assert mined is not None
+    mine_seconds = statistics.median(mine_times)
+    if kind == "flat":
+        np.save(mine_truth_path, mined.negative_positions)
+        mine_recall = 1.0
+    else:
+        exact = np.load(mine_truth_path)
+        valid = exact[:, None, :] >= 0
+        hits = (mined.negative_positions[:, :, None] == exact[:, None, :]) & valid
+        mine_recall = float(hits.any(axis=2).sum() / max(int((exact >= 0).sum()), 1))
     return {
         "kind": kind,
         "size": size,
@@ -430,6 +467,8 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
         "qps": len(queries) / seconds,
         "recall_at_10": recall,
         "mine_10k_anchors_seconds": mine_seconds,
+        "mine_anchors_per_s": MINE_ANCHORS / mine_seconds,
+        "mine_recall_at_10": mine_recall,
         "sweep": json.dumps(sweep),
         "peak_rss_mb": _rss_mb(),
         "base_rss_mb": base,
@@ -529,11 +568,13 @@ def run_mining(datasets: list[str], repeats: int, threads: int) -> list[dict[str
     return rows
 
 
-def run_indexes(sizes: list[int], repeats: int, threads: int) -> list[dict[str, Any]]:
+def run_indexes(
+    sizes: list[int], repeats: int, threads: int, kinds: tuple[str, ...] = ("ivf", "hnsw")
+) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         index_vectors(size)  # generate once, before the workers memory-map it
-        for kind in ("flat", "ivf", "hnsw"):  # flat first: it writes the ground truth
+        for kind in ("flat", *kinds):  # flat first: it writes the ground truth
             build_repeats = repeats if size <= 100_000 or kind == "flat" else 1
             print(f"index {kind} {size} ...", flush=True)
             result = _run_worker(
@@ -594,6 +635,14 @@ def _plots(mining: list[dict[str, Any]], indexes: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="real Banking77 + 100k indexes only")
+    parser.add_argument(
+        "--datasets", nargs="+", choices=["banking77", "banking77x10"], help="mining sets to run"
+    )
+    parser.add_argument("--sizes", nargs="+", type=int, help="index sizes to run")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=["ivf", "hnsw"], default=["ivf", "hnsw"],
+        help="approximate indexes to compare with flat (always run: it is the reference)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-mining", action="store_true")
@@ -629,7 +678,9 @@ def main() -> None:
     banking77()  # embed once in the parent, so workers only load the cache
     mining, indexes = [], []
     if not args.skip_mining:
-        datasets = ["banking77"] if args.quick else ["banking77", "banking77x10"]
+        datasets = args.datasets or (
+            ["banking77"] if args.quick else ["banking77", "banking77x10"]
+        )
         mining = run_mining(datasets, args.repeats, args.threads)
         _write_csv(OUT / "negatives_mining.csv", mining)
         print()
@@ -658,8 +709,8 @@ def main() -> None:
             )
         )
     if not args.skip_index:
-        sizes = [100_000] if args.quick else [100_000, 1_000_000]
-        indexes = run_indexes(sizes, args.repeats, args.threads)
+        sizes = args.sizes or ([100_000] if args.quick else [100_000, 1_000_000])
+        indexes = run_indexes(sizes, args.repeats, args.threads, tuple(args.kinds))
         _write_csv(OUT / "negatives_index.csv", indexes)
         print()
         print(
@@ -680,6 +731,7 @@ def main() -> None:
                     "qps",
                     "recall_at_10",
                     "mine_10k_anchors_seconds",
+                    "mine_recall_at_10",
                     "peak_rss_mb",
                     "sweep",
                 ],

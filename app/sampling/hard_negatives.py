@@ -219,6 +219,30 @@ def find_positives(
     return positive_positions, positive_similarities
 
 
+def given_positives(
+    embeddings: FloatArray, *, anchor_positions: IntArray, positive_positions: npt.ArrayLike
+) -> tuple[IntArray, FloatArray]:
+    """Check given ``(anchor, positive)`` pairs and return ``(positive_positions [a],
+    positive_similarities [a])``: int64 (``-1`` none) and float32 cosine (NaN for none).
+
+    Raises:
+        ValueError: wrong length, a position outside the rows, or NaN/inf in a row read.
+    """
+    n_rows = int(embeddings.shape[0])
+    positives = _int_vector(
+        positive_positions, name="positive_positions", length=anchor_positions.shape[0], minimum=-1
+    )
+    if positives.size and positives.max() >= n_rows:
+        raise ValueError(f"positive_positions must lie in [-1, {n_rows})")
+    similarities = np.full(positives.shape[0], np.nan, dtype=np.float32)
+    rows = np.flatnonzero(positives >= 0)
+    for chunk in _chunks(rows, 65_536):
+        a = normalize_rows(as_float_matrix(embeddings[anchor_positions[chunk]], name="embeddings"))
+        p = normalize_rows(as_float_matrix(embeddings[positives[chunk]], name="embeddings"))
+        similarities[chunk] = np.einsum("ij,ij->i", a, p)
+    return positives, similarities
+
+
 # --------------------------------------------------------------------------------------------
 # Candidates and filters (mask, never delete: columns keep their similarity rank)
 # --------------------------------------------------------------------------------------------
@@ -399,11 +423,12 @@ def filter_reasons(
         (MIN_SIMILARITY, below_min),
         (SEMI_HARD, below_band),
     ]
+    is_positive = np.asarray((positions == positive_positions[:, None]) & valid)
     if exclude_same_label:
-        masks.append((SAME_LABEL, same_label_mask(positions, labels, anchor_labels)))
+        same = same_label_mask(positions, labels, anchor_labels)
+        masks.append((SAME_LABEL, np.asarray(same | is_positive)))
     else:
-        is_positive = (positions == positive_positions[:, None]) & valid
-        masks.append((SAME_LABEL, np.asarray(is_positive)))
+        masks.append((SAME_LABEL, is_positive))
     if candidate_mask is not None:
         masks.append((EXCLUDED, np.asarray(valid & ~candidate_mask[safe])))
     if margin is not None:
@@ -671,6 +696,8 @@ def mine_hard_negatives(
     candidate_mask: npt.ArrayLike | None = None,
     probs: npt.ArrayLike | None = None,
     max_predicted_probability: float | None = None,
+    positive_positions: npt.ArrayLike | None = None,
+    max_candidates: int | None = None,
 ) -> MinedNegatives:
     """Mine the ``k`` hardest negatives of each anchor from a vector index.
 
@@ -748,6 +775,14 @@ def mine_hard_negatives(
             (``m <= n``; newer rows have no prediction).
         max_predicted_probability: with ``probs``, drop candidates predicted as the anchor's
             label above this probability (likely false negatives).
+        positive_positions: int64 ``[a]`` each anchor's given positive (an
+            ``(anchor, positive)`` pair, as sentence-transformers takes them; ``-1`` for none)
+            instead of the most similar same-label item; the margins then compare against
+            that pair's similarity, and the positive is never mined.
+        max_candidates: search at most this many nearest neighbours per anchor (raw ranks,
+            the anchor itself and its positive included: sentence-transformers'
+            ``range_max + max_positives``); anchors whose candidates run out get fewer than
+            ``k`` negatives instead of a deeper search. None: no cap.
 
     Returns:
         :class:`MinedNegatives` with one row per anchor.
@@ -793,9 +828,14 @@ def mine_hard_negatives(
             raise ValueError(f"probs must be [m <= {n_rows}, n_classes], got {prob_matrix.shape}")
     generator = rng if rng is not None else np.random.default_rng()
 
-    positive_positions, positive_similarities = find_positives(
-        matrix, anchor_positions=anchors, anchor_labels=anchor_label_array, labels=row_labels
-    )
+    if positive_positions is None:
+        positive_positions, positive_similarities = find_positives(
+            matrix, anchor_positions=anchors, anchor_labels=anchor_label_array, labels=row_labels
+        )
+    else:
+        positive_positions, positive_similarities = given_positives(
+            matrix, anchor_positions=anchors, positive_positions=positive_positions
+        )
 
     n_anchors = anchors.shape[0]
     negative_positions = np.full((n_anchors, settings.k), -1, dtype=np.int64)
@@ -808,8 +848,14 @@ def mine_hard_negatives(
         labeled = anchor_label_array[(anchor_label_array >= 0)]
         labeled = labeled[labeled < class_sizes.shape[0]]
         same_label_count = int(class_sizes[labeled].max()) if labeled.size else 0
-    depth = initial_depth(
-        need=settings.window_end, same_label_count=same_label_count, ntotal=index.ntotal
+    if max_candidates is not None and (not _is_int(max_candidates) or max_candidates < 1):
+        raise ValueError(f"max_candidates must be an integer >= 1, got {max_candidates!r}")
+    ceiling = index.ntotal if max_candidates is None else min(index.ntotal, int(max_candidates))
+    depth = min(
+        initial_depth(
+            need=settings.window_end, same_label_count=same_label_count, ntotal=index.ntotal
+        ),
+        max(ceiling, 1),
     )
 
     def run(rows: IntArray, at_depth: int) -> list[tuple[IntArray, _Block]]:
@@ -839,7 +885,7 @@ def mine_hard_negatives(
     short_rows = np.concatenate(
         [chunk[block.short] for chunk, block in first] or [np.zeros(0, dtype=np.int64)]
     )
-    if short_rows.size and depth < index.ntotal:
+    if short_rows.size and depth < ceiling:
         examined = np.concatenate([block.examined[block.short] for _, block in first])
         survived = np.concatenate([block.survived[block.short] for _, block in first])
         deeper = widened_depth(
@@ -849,7 +895,7 @@ def mine_hard_negatives(
             survived=survived,
             ntotal=index.ntotal,
         )
-        run(short_rows, deeper)
+        run(short_rows, min(deeper, ceiling))
 
     return MinedNegatives(
         anchor_positions=anchors,

@@ -56,6 +56,13 @@ class MineRequest(BaseModel):
         le=1.0,
         description="drop items the active model predicts as the anchor's label above this",
     )
+    max_candidates: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="search at most this many nearest neighbours per anchor (raw ranks, as "
+        "sentence-transformers' range_max); anchors that run out get fewer than k negatives",
+    )
     exclude_same_label: bool = True
     positive_only: bool | None = Field(
         None,

@@ -131,6 +131,7 @@ def mine(
         candidate_mask=candidate_mask,
         probs=probs,
         max_predicted_probability=body.max_predicted_probability,
+        max_candidates=body.max_candidates,
     )
     names = [project.labels[i] if i >= 0 else None for i in result_anchor_labels(anchor_labels)]
     return _store_run(

@@ -620,3 +620,63 @@ def test_embeddings_must_match_the_index(pool: Pool) -> None:
     bad[pool.anchors[0]] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         mine_hard_negatives(pool.index, bad, anchor_positions=pool.anchors, labels=pool.labels)
+
+
+def test_given_positive_pairs_set_the_margin_reference(pool: Pool) -> None:
+    """(anchor, positive) pairs as sentence-transformers takes them: the margin compares with
+    the pair's similarity (brute force), and the given positive is never mined."""
+    rng = np.random.default_rng(5)
+    positives = rng.integers(0, N_ROWS, size=pool.anchors.size)
+    positives[positives == pool.anchors] = (positives[positives == pool.anchors] + 1) % N_ROWS
+    positives[:3] = -1
+    no_labels = np.full(N_ROWS, -1, dtype=np.int64)
+    result = mine_hard_negatives(
+        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=no_labels,
+        positive_positions=positives, margin=0.05, k=5,
+    )
+    unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
+    expected = np.einsum("ij,ij->i", unit[pool.anchors], unit[np.maximum(positives, 0)])
+    np.testing.assert_allclose(result.positive_similarities[3:], expected[3:], atol=1e-5)
+    assert np.isnan(result.positive_similarities[:3]).all()
+    assert not (result.negative_positions == positives[:, None]).any()
+    complete = 0
+    for row in range(3, pool.anchors.size):
+        sims = unit[pool.anchors[row]] @ unit.T
+        allowed = sims <= expected[row] - 0.05 + 1e-6
+        allowed[[pool.anchors[row], positives[row]]] = False
+        want = np.argsort(-np.where(allowed, sims, -np.inf), kind="stable")[:5]
+        want = want[allowed[want]]
+        got = result.negative_positions[row][result.negative_positions[row] >= 0]
+        assert allowed[got].all()
+        if got.size == 5:  # an anchor whose few survivors lie deeper than one re-search pads
+            assert set(got.tolist()) == set(want.tolist())
+            complete += 1
+    assert complete > pool.anchors.size // 2
+    with pytest.raises(ValueError, match="positive_positions"):
+        mine_hard_negatives(
+            pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=no_labels,
+            positive_positions=positives[:-1],
+        )
+
+
+def test_max_candidates_caps_the_search_at_raw_ranks(pool: Pool) -> None:
+    """sentence-transformers' range_max semantics: only the first raw neighbours count, and
+    anchors that run out get fewer negatives instead of a deeper search."""
+    cap = 12
+    capped = mine_hard_negatives(
+        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
+        margin=0.0, k=5, max_candidates=cap,
+    )
+    unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
+    neighbours = np.argsort(-(unit[pool.anchors] @ unit.T), axis=1, kind="stable")[:, :cap]
+    for row in range(pool.anchors.size):
+        got = capped.negative_positions[row]
+        assert np.isin(got[got >= 0], neighbours[row]).all()
+    uncapped = mine_hard_negatives(
+        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
+        margin=0.0, k=5,
+    )
+    assert (capped.negative_positions >= 0).sum() < (uncapped.negative_positions >= 0).sum()
+    with pytest.raises(ValueError, match="max_candidates"):
+        mine_hard_negatives(pool.index, pool.embeddings, anchor_positions=pool.anchors,
+                            labels=pool.labels, max_candidates=0)
