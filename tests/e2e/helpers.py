@@ -7,16 +7,19 @@ from typing import Any
 
 import numpy as np
 
-# Runs in the page: time from a keydown to the next frame after #item shows another item.
+# Runs in the page: time from a keydown to the next frame after #item shows another item with
+# its image (if any) decoded.
 LATENCY_PROBE = """() => {
   window.__latencies = [];
   const item = document.getElementById("item");
+  const image = document.getElementById("item-image");
   let pressed = null;
   document.addEventListener("keydown", (e) => { pressed = e.timeStamp; }, true);
-  new MutationObserver(() => {
+  new MutationObserver(async () => {
     if (pressed === null || !item.dataset.itemId) return;
     const t0 = pressed;
     pressed = null;
+    if (!image.hidden && image.src) await image.decode().catch(() => {});
     requestAnimationFrame(() => window.__latencies.push(performance.now() - t0));
   }).observe(item, { attributes: true, attributeFilter: ["data-item-id"] });
 }"""

@@ -53,6 +53,7 @@ function start(root) {
       const askOne = (err) => (isExhausted(err) ? ask(1) : Promise.reject(err));
       const data = await serial(() => ask(km.PREFETCH).catch(askOne));
       action = { type: "loaded", items: data.items };
+      predecode(data.items);
     } catch (err) {
       if (!isExhausted(err)) say(err.detail ?? String(err), "error");
       action = isExhausted(err) ? "exhausted" : { type: "stalled", problem: err.detail ?? String(err) };
@@ -260,6 +261,16 @@ function start(root) {
   render();
   refreshCounts();
   fetchMore();
+}
+
+// Decode prefetched images now, so that showing one later costs no decode on the key press.
+function predecode(items) {
+  for (const { item } of items) {
+    if (!item.image) continue;
+    const image = new Image();
+    image.src = imageSrc(item.image);
+    image.decode().catch(() => {}); // a broken image shows as broken when its turn comes
+  }
 }
 
 const isExhausted = (err) => err instanceof ApiError && err.code === "pool_exhausted";
