@@ -1,5 +1,5 @@
 // The dashboard: reads GET /projects/{id}/dashboard and draws it; polls every 2 s while a job
-// is queued or running (live progress), every 15 s otherwise.
+// is queued or running (live progress), every 15 s otherwise or while the tab is hidden.
 
 import { createApi } from "./api.js";
 import { barsWithLine, lineChart } from "./charts.js";
@@ -126,8 +126,11 @@ async function refresh() {
   } catch (err) {
     say(err.detail ?? String(err), "error");
   }
-  timer = setTimeout(refresh, busy ? FAST_MS : SLOW_MS);
+  timer = setTimeout(refresh, busy && !document.hidden ? FAST_MS : SLOW_MS);
 }
+
+// A background tab polls slowly; coming back refreshes at once.
+document.addEventListener("visibilitychange", () => !document.hidden && refresh());
 
 bindKeys({ r: refresh });
 bindAnnotator();
