@@ -16,8 +16,10 @@ DEFAULT_BINS = 15
 """Guo et al. (2017) use 15 equal-width bins."""
 
 
-def _check_probs(probs: npt.ArrayLike, name: str = "probs") -> npt.NDArray[np.float64]:
-    arr = np.asarray(probs, dtype=np.float64)
+def _check_probs(probs: npt.ArrayLike, name: str = "probs") -> npt.NDArray[np.floating[Any]]:
+    arr = np.asarray(probs)
+    if not np.issubdtype(arr.dtype, np.floating):  # float32 stays float32: no [n, c] copy
+        arr = arr.astype(np.float64)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D [n, c], got shape {arr.shape}")
     if arr.size and not np.isfinite(arr).all():
@@ -180,6 +182,10 @@ def expected_calibration_error(
         pred = p.argmax(axis=1)
         conf = p[np.arange(p.shape[0]), pred]
         correct = pred == y
+    return _ece(conf, correct, n_bins)
+
+
+def _ece(conf: npt.NDArray[Any], correct: npt.NDArray[np.bool_], n_bins: int) -> float:
     if conf.size == 0:
         return 0.0
     stats = confidence_bins(np.clip(conf, 0.0, 1.0), correct, n_bins)
@@ -201,19 +207,20 @@ def negative_log_likelihood(
     Raises:
         ValueError: on bad shapes.
     """
-    p = np.clip(_check_probs(probs), 1e-12, 1.0)
+    p = _check_probs(probs)
     y = np.asarray(y_true)
     if p.shape[0] == 0:
         return 0.0
     if multilabel:
         if y.shape != p.shape:
             raise ValueError(f"multilabel y_true must have shape {p.shape}, got {y.shape}")
-        q = np.clip(1.0 - p, 1e-12, 1.0)
-        yb = y >= 0.5
-        return float(-np.mean(np.where(yb, np.log(p), np.log(q))))
+        p64 = p.astype(np.float64)
+        likelihood = np.where(y >= 0.5, p64, 1.0 - p64)
+        return float(-np.mean(np.log(np.clip(likelihood, 1e-12, 1.0))))
     if y.ndim != 1 or y.shape[0] != p.shape[0]:
         raise ValueError(f"y_true must be 1-D of length {p.shape[0]}, got {y.shape}")
-    return float(-np.mean(np.log(p[np.arange(p.shape[0]), y.astype(np.int64)])))
+    picked = p[np.arange(p.shape[0]), y.astype(np.int64)].astype(np.float64)  # [n]
+    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
 def classification_report(
@@ -257,10 +264,19 @@ def classification_report(
         denom = np.sum(truth, axis=0) + np.sum(pred, axis=0)
         present = denom > 0
         f1 = np.where(present, 2.0 * tp / np.maximum(denom, 1), 0.0)
+        ece = expected_calibration_error(p, y, n_bins=n_bins, multilabel=True)
+        nll = negative_log_likelihood(p, y, multilabel=True)
     else:
+        if y.ndim != 1 or y.shape[0] != p.shape[0]:
+            raise ValueError(f"y_true must be 1-D of length {p.shape[0]}, got {y.shape}")
+        rows = np.arange(p.shape[0])
         pred_cls = p.argmax(axis=1) if p.shape[0] else np.zeros(0, dtype=np.int64)
         f1, present = per_class_f1(y, pred_cls, c)
-        accuracy = float(np.mean(pred_cls == y)) if p.shape[0] else 0.0
+        correct = pred_cls == y
+        accuracy = float(np.mean(correct)) if p.shape[0] else 0.0
+        ece = _ece(p[rows, pred_cls], correct, n_bins)  # one argmax for F1, accuracy and ECE
+        picked = np.clip(p[rows, y.astype(np.int64)].astype(np.float64), 1e-12, 1.0)
+        nll = float(-np.mean(np.log(picked))) if p.shape[0] else 0.0
     return {
         "accuracy": accuracy,
         "macro_f1": _macro(f1, present, multilabel),
@@ -268,8 +284,8 @@ def classification_report(
             name: (float(v) if ok else None)
             for name, v, ok in zip(label_names, f1, present, strict=True)
         },
-        "ece": expected_calibration_error(p, y, n_bins=n_bins, multilabel=multilabel),
-        "nll": negative_log_likelihood(p, y, multilabel=multilabel),
+        "ece": ece,
+        "nll": nll,
         "n": int(p.shape[0]),
     }
 

@@ -70,7 +70,7 @@ def test_calibrate_and_score_improves_ece_on_overconfident_probs() -> None:
     y = (p_true.cumsum(axis=1) < rng.random((3000, 1))).sum(axis=1)
     over = np.exp(3 * z) / np.exp(3 * z).sum(axis=1, keepdims=True)
     t, report = calibrate_and_score(over, y, label_names=list("abcd"), task="multiclass")
-    assert t == pytest.approx(3.0, rel=0.15)
+    assert t == pytest.approx(3.0, rel=0.15) and report["calibration"] == "temperature"
     assert report["ece"] < report["ece_uncalibrated"] / 2
     assert report["ece_uncalibrated"] == pytest.approx(expected_calibration_error(over, y))
     assert report["accuracy"] == pytest.approx(np.mean(over.argmax(1) == y))
@@ -79,3 +79,16 @@ def test_calibrate_and_score_improves_ece_on_overconfident_probs() -> None:
         over, y, label_names=list("abcd"), task="multiclass", fit=False
     )
     assert t1 == 1.0 and in_sample["ece"] == pytest.approx(in_sample["ece_uncalibrated"])
+
+
+def test_a_temperature_that_does_not_generalize_is_rejected() -> None:
+    # 7 confident right answers and one confident wrong one: the folds without the wrong row
+    # fit T at its lower bound, which makes the wrong row's cross-fitted NLL explode
+    probs = np.array([[0.9, 0.1]] * 8)
+    y = np.array([0] * 7 + [1])
+    t, report = calibrate_and_score(probs, y, label_names=["a", "b"], task="binary")
+    assert t == 1.0 and report["calibration"] == "rejected"
+    assert report["ece"] == pytest.approx(report["ece_uncalibrated"])
+    assert report["nll"] == pytest.approx(report["nll_uncalibrated"])
+    t_small, small = calibrate_and_score(probs[:3], y[:3], label_names=["a", "b"], task="binary")
+    assert t_small == 1.0 and small["calibration"] == "none"
