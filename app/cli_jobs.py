@@ -27,7 +27,10 @@ def add_job_commands(sub: Any) -> None:
     )
     train.add_argument("project", type=int, help="project id")
     _add_url(train)
-    train.add_argument("--semi-supervised", metavar="METHOD", help="e.g. self_training, none")
+    train.add_argument(
+        "--semi-supervised", metavar="METHOD",
+        help="none, self_training, fixmatch, flexmatch, freematch or mean_teacher",
+    )
     train.add_argument("--threshold", type=float, help="pseudo-label confidence threshold")
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int)

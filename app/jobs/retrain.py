@@ -19,9 +19,10 @@ from app.jobs.runner import JobContext
 from app.ml.artifacts import save_checkpoint
 from app.ml.predict import embed, mc_dropout_proba, predict_proba, resolve_device
 from app.ml.runtime import set_threads
-from app.ml.train import TrainConfig, fit_self_training, fit_supervised
+from app.ml.semi_supervised import SemiSupervisedConfig, fit_semi_supervised
+from app.ml.train import TrainConfig, fit_supervised
 from app.models import Annotation, Checkpoint, Item, ItemStatus, Job, LabelSource, Project
-from app.services import pseudo_review, training
+from app.services import pseudo_review, training, training_negatives
 
 PSEUDO_METHOD = "self_training"
 
@@ -38,6 +39,7 @@ class Snapshot:
     item_ids: npt.NDArray[np.int64]
     labeled_positions: npt.NDArray[np.int64]
     targets: npt.NDArray[Any]  # int64 [l] class index, or float32 [l, c] multi-hot
+    modality: str = "vector"
 
 
 def run_train(job_id: int, ctx: JobContext) -> None:
@@ -72,25 +74,56 @@ def _snapshot(ctx: JobContext, project_id: int) -> Snapshot:
             item_ids=np.array([r[1] for r in rows], dtype=np.int64),
             labeled_positions=np.array([pos for pos, _ in labeled], dtype=np.int64),
             targets=targets,
+            modality=project.modality,
         )
 
 
-def train_config(params: dict[str, Any], task: str, default_threshold: float) -> TrainConfig:
-    """TrainConfig from a job's params (see ``TrainRequest``)."""
+def train_config(
+    params: dict[str, Any], task: str, default_threshold: float, modality: str = "vector"
+) -> TrainConfig:
+    """TrainConfig from a job's params (see ``TrainRequest``); ``architecture="auto"`` picks
+    the small CNN for image projects."""
     semi = params.get("semi_supervised") or {"method": "none"}
-    enabled = semi.get("method", "self_training") != "none"
+    enabled = semi.get("method", "self_training") == "self_training"
     overrides: dict[str, Any] = {"task": task}
     if params.get("epochs"):
         overrides["epochs"] = int(params["epochs"])
     if params.get("hidden") is not None:
         overrides["hidden"] = int(params["hidden"])
+    architecture = params.get("architecture") or "auto"
+    if architecture == "auto":
+        architecture = "cnn" if modality == "image" else "mlp"
+    overrides["architecture"] = architecture
+    if params.get("early_stopping") is False:
+        overrides["early_stopping_patience"] = 0
     overrides["pseudo_label_threshold"] = (
         float(semi.get("threshold", default_threshold)) if enabled else 1.0
     )
     overrides["pseudo_rounds"] = int(semi.get("rounds", 1)) if enabled else 0
-    overrides["pseudo_weight"] = float(semi.get("weight", 0.5))
+    weight = semi.get("weight")
+    overrides["pseudo_weight"] = 0.5 if weight is None or not enabled else float(weight)
     overrides["max_pseudo_per_class"] = semi.get("max_per_class")
     return TrainConfig(**overrides)
+
+
+def semi_supervised_config(
+    params: dict[str, Any], default_threshold: float
+) -> SemiSupervisedConfig:
+    """SemiSupervisedConfig from a job's params (``semi_supervised`` of ``TrainRequest``)."""
+    semi = params.get("semi_supervised") or {"method": "none"}
+    overrides: dict[str, Any] = {
+        "method": semi.get("method", "self_training"),
+        "threshold": float(semi.get("threshold", default_threshold)),
+        "distribution_alignment": bool(semi.get("distribution_alignment", False)),
+        "image_flip": bool(semi.get("image_flip", False)),
+    }
+    if semi.get("weight") is not None:
+        overrides["weight"] = float(semi["weight"])
+    if semi.get("steps"):
+        overrides["steps"] = int(semi["steps"])
+    if semi.get("max_per_class") is not None:
+        overrides["max_per_class"] = int(semi["max_per_class"])
+    return SemiSupervisedConfig(**overrides)
 
 
 def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
@@ -104,20 +137,34 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
         settings=ctx.settings,
     )  # hold-out items (by item-id hash) train nothing, so later checkpoints compare on them
     unlabeled = split.unlabeled_positions
-    config = train_config(job.params, snap.task, ctx.settings.pseudo_label_threshold)
+    config = train_config(
+        job.params, snap.task, ctx.settings.pseudo_label_threshold, modality=snap.modality
+    )
+    ssl = semi_supervised_config(job.params, ctx.settings.pseudo_label_threshold)
     device = resolve_device(job.params.get("device", "auto"))
     set_threads(ctx.settings.torch_threads)
     seed = int(job.params.get("seed", 0))
+    negatives = training_negatives.prepare(
+        ctx.sessionmaker, snap.project_id, params=job.params.get("negatives"), features=features,
+        labeled_positions=snap.labeled_positions, targets=snap.targets, task=snap.task,
+        n_classes=len(snap.label_names), seed=seed,
+    )  # confirmed "not c" facts and PU negatives; they leave the pseudo-label pool
+    unlabeled = np.setdiff1d(unlabeled, negatives.positions)
+    config = training_negatives.config_for(config, negatives)
     progress(0.02, "training", force=True)
-    result = fit_self_training(
+    result = fit_semi_supervised(
         features[split.train_positions],
         snap.targets[split.train_rows],
         features[unlabeled],
         config=config,
+        ssl=ssl,
         seed=seed,
         device=device,
         on_progress=lambda p, msg: progress(0.02 + 0.8 * p, msg),
+        n_classes=len(snap.label_names),
+        negatives=negatives.rows,
     )
+    result.metrics["negatives"] = negatives.report
     progress(0.85, "scoring the pool", force=True)
     probs = predict_proba(result.net, features, device=device)
     embeddings = embed(result.net, features, device=device)
@@ -132,7 +179,8 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     )
     probs = validation.calibrate(probs, temperature, task=snap.task)  # queries read these
     result.metrics = validation.checkpoint_metrics(
-        result.metrics, evaluation, split, label_names=snap.label_names, pseudo_method=PSEUDO_METHOD
+        result.metrics, evaluation, split, label_names=snap.label_names,
+        pseudo_method=result.metrics.get("method", PSEUDO_METHOD),
     )
     directory = ctx.store.project_dir(snap.project_id) / "checkpoints" / f"job{job.id}"
     counts = _label_counts(snap, split.train_rows)
@@ -159,7 +207,7 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
             )
             n_pseudo = _store_pseudo_labels(
                 session, snap, checkpoint.id, pseudo_positions, result.pseudo_labels,
-                result.pseudo_confidences,
+                result.pseudo_confidences, method=result.metrics.get("method", PSEUDO_METHOD),
             )
             checkpoint.n_pseudo = n_pseudo
             if activation["activated"]:
@@ -262,6 +310,7 @@ def _store_pseudo_labels(
     positions: npt.NDArray[np.int64],
     labels: npt.NDArray[Any],
     confidences: npt.NDArray[np.float32],
+    method: str = PSEUDO_METHOD,
 ) -> int:
     """Record this checkpoint's pseudo-labels (annotations with ``source="pseudo"``) for items
     still unlabeled; the items carry them once the checkpoint is active
@@ -289,7 +338,7 @@ def _store_pseudo_labels(
         annotations.append(
             {"project_id": snap.project_id, "item_id": item_id, "labels": names,
              "source": LabelSource.PSEUDO, "confidence": float(confidence),
-             "method": PSEUDO_METHOD, "checkpoint_id": checkpoint_id, "extra": {}}
+             "method": method, "checkpoint_id": checkpoint_id, "extra": {}}
         )
     if annotations:
         session.execute(insert(Annotation), annotations)

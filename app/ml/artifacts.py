@@ -25,7 +25,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import torch
 
-    from app.ml.networks import MLPHeadNet
+    from app.ml.networks import HeadNet
 
 NET_FILE = "net.pt"
 META_FILE = "meta.json"
@@ -93,7 +93,7 @@ def atomic_save_npy(path: Path, array: npt.ArrayLike) -> Path:
 
 def save_checkpoint(
     directory: Path,
-    net: "MLPHeadNet",
+    net: "HeadNet",
     *,
     meta: Mapping[str, Any],
     arrays: Mapping[str, npt.ArrayLike],
@@ -159,7 +159,7 @@ def save_checkpoint(
     return directory
 
 
-def load_net(directory: Path, device: "str | torch.device" = "cpu") -> "MLPHeadNet":
+def load_net(directory: Path, device: "str | torch.device" = "cpu") -> "HeadNet":
     """Rebuild the net of a checkpoint, in eval mode, on ``device``.
 
     Args:
@@ -167,7 +167,8 @@ def load_net(directory: Path, device: "str | torch.device" = "cpu") -> "MLPHeadN
         device: ``"auto"``/``"cpu"``/``"cuda"`` or a ``torch.device``.
 
     Returns:
-        The :class:`MLPHeadNet` with its weights and standardization buffers.
+        The net (:class:`MLPHeadNet` or :class:`SmallCNNNet`, by the saved class name) with
+        its weights and standardization buffers.
 
     Raises:
         FileNotFoundError: if ``net.pt`` is missing.
@@ -175,16 +176,17 @@ def load_net(directory: Path, device: "str | torch.device" = "cpu") -> "MLPHeadN
     """
     import torch
 
-    from app.ml.networks import MLPHeadNet
+    from app.ml.networks import NETS
     from app.ml.predict import resolve_device
 
     dev = resolve_device(device)
     payload = torch.load(Path(directory) / NET_FILE, map_location=dev, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"{directory}/{NET_FILE} is not a format-{FORMAT_VERSION} checkpoint")
-    if payload.get("class") != MLPHeadNet.__name__:
+    net_class = NETS.get(str(payload.get("class")))
+    if net_class is None:
         raise ValueError(f"unknown network class {payload.get('class')!r} in {directory}")
-    net = MLPHeadNet(**payload["kwargs"])
+    net = net_class(**payload["kwargs"])
     net.load_state_dict(payload["state_dict"])
     return net.to(dev).eval()
 

@@ -125,3 +125,125 @@ class MLPHeadNet(nn.Module):
         if self.hidden_layer is None:
             return x
         return torch.relu(self.hidden_layer(self._standardize(x)))
+
+
+class SmallCNNNet(nn.Module):
+    """A small convolutional net for grayscale images given as flattened pixel rows.
+
+    Three 3x3 convolution blocks (16, 32, 64 channels, ReLU; 2x2 max-pooling after the first
+    two while the map is at least 4 pixels on a side), global average pooling, dropout and a
+    linear output: the LeNet-style shape (LeCun et al. 1998) with global pooling (Lin et al.
+    2014, "Network in Network"), small enough to train on two CPU cores. Inputs are
+    standardized with one scalar mean and std over all pixels (stored as buffers), which keeps
+    the translation symmetry that per-pixel standardization would break.
+
+    It has the interface of :class:`MLPHeadNet` (``init_kwargs``, ``in_dim``, ``n_classes``,
+    ``embed_dim``, ``task``, :meth:`set_standardization`, :meth:`embed`), so training,
+    prediction, MC dropout and checkpoints treat both alike.
+
+    Args:
+        height: image height ``h`` in pixels (>= 2).
+        width: image width ``w`` in pixels (>= 2); rows have ``h * w`` float pixels, row-major.
+        n_classes: number of outputs ``c``.
+        dropout: dropout probability before the output layer, in ``[0, 1)``.
+        task: as for :class:`MLPHeadNet`.
+
+    Raises:
+        ValueError: on a side below 2, ``n_classes < 1``, a bad ``dropout`` or ``task``.
+    """
+
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+    channels = (16, 32, 64)
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        n_classes: int,
+        dropout: float = 0.2,
+        task: str = "multiclass",
+    ) -> None:
+        super().__init__()
+        if height < 2 or width < 2:
+            raise ValueError(f"images must be at least 2x2, got {height}x{width}")
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.init_kwargs: dict[str, Any] = {
+            "height": int(height),
+            "width": int(width),
+            "n_classes": int(n_classes),
+            "dropout": float(dropout),
+            "task": task,
+        }
+        self.task = task
+        self.register_buffer("input_mean", torch.zeros(1))
+        self.register_buffer("input_std", torch.ones(1))
+        layers: list[nn.Module] = []
+        side, in_ch = min(height, width), 1
+        for i, out_ch in enumerate(self.channels):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU()]
+            if i < 2 and side >= 4:
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(self.channels[-1], n_classes)
+
+    @property
+    def in_dim(self) -> int:
+        """Input dimension ``h * w``."""
+        return int(self.init_kwargs["height"]) * int(self.init_kwargs["width"])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of outputs ``c``."""
+        return int(self.init_kwargs["n_classes"])
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of :meth:`embed`'s output (64 pooled channels)."""
+        return self.channels[-1]
+
+    @torch.no_grad()
+    def set_standardization(self, x: torch.Tensor) -> None:
+        """Store the mean and std of all pixels of ``x`` (float ``[n, h * w]``).
+
+        Raises:
+            ValueError: if ``x`` is not ``[n >= 1, h * w]``.
+        """
+        if x.ndim != 2 or x.shape[1] != self.in_dim or x.shape[0] < 1:
+            raise ValueError(f"expected x of shape [n >= 1, {self.in_dim}], got {tuple(x.shape)}")
+        x = x.to(self.input_mean.device, torch.float32)
+        std = x.std(unbiased=False)
+        self.input_mean.fill_(float(x.mean()))
+        self.input_std.fill_(float(std) if float(std) > _MIN_STD else 1.0)
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.init_kwargs["height"], self.init_kwargs["width"]
+        z = ((x - self.input_mean) / self.input_std).reshape(-1, 1, h, w)
+        pooled: torch.Tensor = self.features(z)
+        return pooled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map float32 ``[n, h * w]`` pixel rows to float32 ``[n, c]`` logits."""
+        logits: torch.Tensor = self.output(self.dropout(self._pooled(x)))
+        return logits
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Return float32 ``[n, 64]`` globally pooled features (no dropout) of pixel rows."""
+        return self._pooled(x)
+
+
+HeadNet = MLPHeadNet | SmallCNNNet
+"""Any classifier net of this module (same interface)."""
+NETS: dict[str, type[MLPHeadNet] | type[SmallCNNNet]] = {
+    MLPHeadNet.__name__: MLPHeadNet,
+    SmallCNNNet.__name__: SmallCNNNet,
+}
+"""Class name -> class, for rebuilding a saved net from ``init_kwargs``."""

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from app.ml.networks import MLPHeadNet
+from app.ml.networks import HeadNet
 from app.strategies.base import FloatArray
 
 
@@ -70,7 +70,7 @@ def _inference(net: nn.Module, device: torch.device, *, mc_dropout: bool = False
             m.training = was_training
 
 
-def _check_input(net: MLPHeadNet, x: npt.ArrayLike, batch_size: int) -> npt.NDArray[np.generic]:
+def _check_input(net: HeadNet, x: npt.ArrayLike, batch_size: int) -> npt.NDArray[np.generic]:
     arr = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[1] != net.in_dim:
         raise ValueError(f"x must have shape [n, {net.in_dim}], got {arr.shape}")
@@ -95,14 +95,14 @@ def _map_batches(
     return out
 
 
-def _probs(net: MLPHeadNet, logits: torch.Tensor) -> torch.Tensor:
+def _probs(net: HeadNet, logits: torch.Tensor) -> torch.Tensor:
     if net.task == "multilabel":
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=-1)
 
 
 def predict_proba(
-    net: MLPHeadNet,
+    net: HeadNet,
     x: npt.ArrayLike,
     *,
     batch_size: int = 8192,
@@ -133,7 +133,7 @@ def predict_proba(
 
 
 def embed(
-    net: MLPHeadNet,
+    net: HeadNet,
     x: npt.ArrayLike,
     *,
     batch_size: int = 8192,
@@ -162,7 +162,7 @@ def embed(
 
 
 def mc_dropout_proba(
-    net: MLPHeadNet,
+    net: HeadNet,
     x: npt.ArrayLike,
     *,
     samples: int = 10,

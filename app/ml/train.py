@@ -9,7 +9,7 @@ time when exact reproducibility matters (the default ``max_concurrent_jobs = 1``
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,15 @@ import numpy.typing as npt
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
-from torch.nn import functional as F  # noqa: N812
 
-from app.ml.networks import MLPHeadNet
+from app.ml.negatives import (
+    NegativeRows,
+    append_negatives,
+    as_complementary,
+    complementary_class_totals,
+    per_row_loss,
+)
+from app.ml.networks import HeadNet, MLPHeadNet, SmallCNNNet
 from app.ml.predict import fork_rng, predict_proba, resolve_device
 from app.sampling.pseudo_labels import PseudoLabels, select_pseudo_labels
 from app.sampling.splits import stratified_split
@@ -29,6 +35,8 @@ EpochCallback = Callable[[int, int, float], None]
 ProgressCallback = Callable[[float, str], None]
 
 _MAX_CV_FOLDS = 5
+_MAX_EVALS = 50  # early-stopping evaluations per fit
+ARCHITECTURES = ("mlp", "cnn")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,18 @@ class TrainConfig:
         min_validation: below this many labeled rows there is no hold-out: metrics come from
             stratified k-fold CV with ``k = min(5, smallest class count)`` when ``k >= 2``, else
             from the training rows themselves (flagged ``validation="train"``).
+        architecture: ``"mlp"`` (an :class:`MLPHeadNet`; ``hidden=0`` makes it linear) or
+            ``"cnn"`` (a :class:`SmallCNNNet` on pixel rows of ``image_shape``).
+        image_shape: ``(height, width)`` of the images for ``"cnn"``; None infers a square
+            side from the feature dimension (``d`` must then be a perfect square).
+        early_stopping_patience: with a hold-out of at least 2 classes (:func:`can_early_stop`),
+            each fit on the training rows evaluates the
+            hold-out loss (unweighted cross-entropy) at up to 50 evenly spaced epochs, keeps
+            the best weights and stops after this many evaluations without a 0.1 % relative
+            improvement (Prechelt 1998, "Early Stopping - But When?"); the refit on all labeled
+            rows then runs the best fit's epoch count. 0 turns it off. The default 10 (a fifth
+            of the planned run) stops runs whose loss has clearly turned, not ones that only
+            wobble.
     """
 
     hidden: int = 256
@@ -95,6 +115,9 @@ class TrainConfig:
     max_pseudo_per_class: int | None = 200
     validation_fraction: float = 0.2
     min_validation: int = 20
+    architecture: str = "mlp"
+    image_shape: tuple[int, int] | None = None
+    early_stopping_patience: int = 10
 
     def __post_init__(self) -> None:
         """Validate every field.
@@ -120,6 +143,13 @@ class TrainConfig:
             ),
             (0.0 <= self.validation_fraction < 1.0, "validation_fraction must be in [0, 1)"),
             (self.min_validation >= 0, "min_validation must be >= 0"),
+            (self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}"),
+            (
+                self.image_shape is None
+                or (len(self.image_shape) == 2 and min(self.image_shape) >= 2),
+                "image_shape must be (height, width) with sides >= 2",
+            ),
+            (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -163,7 +193,7 @@ class TrainResult:
         pseudo_confidences: float32 ``[p]`` the probability that selected them.
     """
 
-    net: MLPHeadNet
+    net: HeadNet
     metrics: dict[str, Any]
     pseudo_positions: IntArray
     pseudo_labels: IntArray
@@ -230,24 +260,104 @@ def _as_weights(sample_weight: npt.ArrayLike | None, n_rows: int) -> FloatArray:
 # supervised fitting
 
 
-def _row_weights(y: npt.NDArray[Any], w: FloatArray, n_classes: int, config: TrainConfig) -> Any:
-    """float32 [n]: sample weight times inverse class frequency (softmax tasks only)."""
+def _row_weights(
+    y: npt.NDArray[Any], w: FloatArray, n_classes: int, config: TrainConfig, comp: Any = None
+) -> Any:
+    """float32 [n]: sample weight times inverse class frequency (softmax tasks only); the
+    complementary ("not c") rows ``comp`` keep their sample weight and are not counted."""
     if not config.class_weighting or config.task == "multilabel":
         return w
-    totals = np.bincount(y, weights=w, minlength=n_classes)  # [c] weighted class counts
+    comp = as_complementary(comp, y.shape[0])
+    totals = complementary_class_totals(y, w, comp, n_classes)  # [c] weighted class counts
     present = totals > 0
     class_w = np.zeros(n_classes, dtype=np.float64)
     class_w[present] = totals.sum() / (present.sum() * totals[present])
-    return (w * class_w[y]).astype(np.float32)
+    return (w * np.where(comp, 1.0, class_w[y])).astype(np.float32)
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, task: str) -> Any:
-    """Weighted mean loss of one batch: sum(w_i * l_i) / sum(w_i)."""
-    if task == "multilabel":
-        per_row = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
-    else:
-        per_row = F.cross_entropy(logits, target, reduction="none")
+def _loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, task: str, comp: Any = None
+) -> Any:
+    """Weighted mean loss of one batch: sum(w_i * l_i) / sum(w_i); ``comp`` marks "not c" rows
+    (:func:`app.ml.negatives.per_row_loss`)."""
+    per_row = per_row_loss(logits, target, task, comp)
     return (per_row * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def can_early_stop(y_val: npt.NDArray[Any], task: str) -> bool:
+    """Whether a hold-out can steer early stopping: at least 2 classes in it (softmax tasks),
+    at least one row otherwise. A hold-out of one class (e.g. positive-only labels whose
+    negatives come from PU sampling) rewards predicting that class and would stop on the
+    wrong signal."""
+    if y_val.shape[0] == 0:
+        return False
+    return task == "multilabel" or np.unique(y_val).size >= 2
+
+
+def image_side(dim: int) -> tuple[int, int]:
+    """``(side, side)`` for square images of ``dim`` pixels.
+
+    Raises:
+        ValueError: if ``dim`` is not a perfect square of a side >= 2.
+    """
+    side = int(round(dim**0.5))
+    if side < 2 or side * side != dim:
+        raise ValueError(f"cannot infer a square image shape from {dim} features; set image_shape")
+    return side, side
+
+
+def make_net(config: TrainConfig, in_dim: int, n_classes: int) -> HeadNet:
+    """A fresh, untrained net of ``config.architecture`` for ``in_dim`` inputs.
+
+    Raises:
+        ValueError: for ``"cnn"`` when ``config.image_shape`` does not match ``in_dim`` (or
+            cannot be inferred).
+    """
+    if config.architecture == "cnn":
+        height, width = config.image_shape or image_side(in_dim)
+        if height * width != in_dim:
+            raise ValueError(f"image_shape {height}x{width} does not match {in_dim} features")
+        return SmallCNNNet(height, width, n_classes, dropout=config.dropout, task=config.task)
+    return MLPHeadNet(
+        in_dim, n_classes, hidden=config.hidden, dropout=config.dropout, task=config.task
+    )
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a fit ended: ``epochs_run`` (<= planned), ``best_epoch`` (the weights returned;
+    the last epoch without early stopping) and ``stopped_early``."""
+
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+
+
+class _EarlyStopping:
+    """Tracks the hold-out loss; keeps a copy of the best weights (see TrainConfig)."""
+
+    def __init__(self, x_val: torch.Tensor, y_val: torch.Tensor, task: str, patience: int) -> None:
+        self.x_val, self.y_val, self.task, self.patience = x_val, y_val, task, patience
+        self.best_loss = float("inf")
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+
+    def check(self, net: HeadNet, epoch: int) -> bool:
+        """Evaluate after ``epoch``; True when training should stop."""
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            logits = net(self.x_val)
+            ones = torch.ones(self.x_val.shape[0], device=logits.device)
+            loss = float(_loss(logits, self.y_val, ones, self.task))
+        net.train(was_training)
+        if loss < self.best_loss * (1.0 - 1e-3) or self.best_state is None:
+            self.best_loss, self.best_epoch, self.bad_evals = loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return False
+        self.bad_evals += 1
+        return self.bad_evals >= self.patience
 
 
 def fit_supervised(
@@ -260,21 +370,21 @@ def fit_supervised(
     sample_weight: npt.ArrayLike | None = None,
     on_epoch: EpochCallback | None = None,
     n_classes: int | None = None,
-) -> MLPHeadNet:
-    """Train an :class:`MLPHeadNet` on labeled rows with AdamW and mini-batches.
+) -> HeadNet:
+    """Train a net (:func:`make_net`) on labeled rows with AdamW and mini-batches.
 
     Input standardization is fitted on ``x`` and stored in the net. Softmax tasks minimize
     cross-entropy, multilabel minimizes per-label sigmoid BCE; each batch loss is the
     ``sample_weight`` (times inverse class frequency when ``config.class_weighting``) weighted
     mean. The loop runs ``config.epochs_for(n)`` epochs (``epochs``, raised to reach
-    ``min_steps`` optimizer steps) over a fresh seeded permutation each epoch; hooks such as
-    early stopping belong in ``on_epoch`` or next to it.
+    ``min_steps`` optimizer steps) over a fresh seeded permutation each epoch. Early stopping
+    needs a hold-out and is available through :func:`fit_supervised_with_info`.
 
     Args:
         x: float ``[n, d]`` input features (n >= 1, finite).
         y: int64 ``[n]`` class indices for ``binary``/``multiclass``; float32 ``[n, c]``
             multi-hot for ``multilabel``.
-        config: hyper-parameters (``task`` decides the loss).
+        config: hyper-parameters (``task`` decides the loss, ``architecture`` the net).
         seed: seeds initialization, dropout and shuffling.
         device: ``"auto"``/``"cpu"``/``"cuda"`` or a ``torch.device``.
         sample_weight: float ``[n]`` non-negative per-row loss weights (default all 1).
@@ -290,43 +400,116 @@ def fit_supervised(
         ValueError: on inconsistent shapes, labels outside ``[0, n_classes)``, non-finite
             inputs, bad weights or an unavailable device.
     """
+    net, _ = fit_supervised_with_info(
+        x, y, config=config, seed=seed, device=device, sample_weight=sample_weight,
+        on_epoch=on_epoch, n_classes=n_classes,
+    )
+    return net
+
+
+def fit_supervised_with_info(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: str | torch.device,
+    sample_weight: npt.ArrayLike | None = None,
+    on_epoch: EpochCallback | None = None,
+    n_classes: int | None = None,
+    validation: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+    complementary: npt.ArrayLike | None = None,
+) -> tuple[HeadNet, FitInfo]:
+    """:func:`fit_supervised` plus early stopping on ``validation`` and a :class:`FitInfo`.
+
+    Args:
+        validation: ``(x_val [v, d], y_val [v] or [v, c])`` hold-out rows; with
+            ``config.early_stopping_patience > 0`` the best weights by hold-out loss are
+            returned and training stops once the loss has not improved for that many
+            evaluations. None (or an empty hold-out) trains the planned epochs.
+        complementary: bool ``[n]`` marking "not ``y[i]``" rows (confirmed or PU negatives,
+            trained with :func:`app.ml.negatives.per_row_loss`); None for none.
+        (the other arguments are those of :func:`fit_supervised`)
+
+    Returns:
+        ``(net, info)``.
+
+    Raises:
+        ValueError: as :func:`fit_supervised`, and when ``validation`` has a bad shape.
+    """
     dev = resolve_device(device)
     x_arr = _as_features(x, "x")
     if x_arr.shape[0] < 1:
         raise ValueError("need at least one training row")
     targets, n_out = _as_targets(y, config.task, x_arr.shape[0], n_classes)
-    weights = _row_weights(targets, _as_weights(sample_weight, x_arr.shape[0]), n_out, config)
+    comp = as_complementary(complementary, x_arr.shape[0])
+    weights = _row_weights(
+        targets, _as_weights(sample_weight, x_arr.shape[0]), n_out, config, comp
+    )
     n_rows = x_arr.shape[0]
+    n_epochs = config.epochs_for(n_rows)
 
     with fork_rng(dev):
         torch.manual_seed(seed)
         shuffler = torch.Generator().manual_seed(seed)
-        net = MLPHeadNet(
-            x_arr.shape[1], n_out, hidden=config.hidden, dropout=config.dropout, task=config.task
-        ).to(dev)
+        net = make_net(config, x_arr.shape[1], n_out).to(dev)
         xt = torch.from_numpy(x_arr).to(dev)
         yt = torch.from_numpy(targets).to(dev)
         wt = torch.from_numpy(np.asarray(weights, dtype=np.float32)).to(dev)
+        ct = torch.from_numpy(comp).to(dev)
         net.set_standardization(xt)
+        stopper = _make_stopper(validation, config, x_arr.shape[1], n_out, dev)
+        eval_every = max(1, n_epochs // _MAX_EVALS)
         optimizer = torch.optim.AdamW(
             net.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         net.train()
-        n_epochs = config.epochs_for(n_rows)
+        epoch, stopped = 0, False
         for epoch in range(1, n_epochs + 1):
             order = torch.randperm(n_rows, generator=shuffler).to(dev)
             epoch_loss = torch.zeros((), device=dev)
             for start in range(0, n_rows, config.batch_size):
                 idx = order[start : start + config.batch_size]
-                loss = _loss(net(xt[idx]), yt[idx], wt[idx], config.task)
+                loss = _loss(net(xt[idx]), yt[idx], wt[idx], config.task, ct[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 epoch_loss += loss.detach() * idx.shape[0]
             if on_epoch is not None:
                 on_epoch(epoch, n_epochs, float(epoch_loss) / n_rows)
+            due = epoch % eval_every == 0 or epoch == n_epochs
+            if stopper is not None and due and stopper.check(net, epoch):
+                stopped = True
+                break
+        best_epoch = epoch
+        if stopper is not None and stopper.best_state is not None:
+            net.load_state_dict(stopper.best_state)
+            best_epoch = stopper.best_epoch
         net.eval()
-    return net
+    return net, FitInfo(epochs_run=epoch, best_epoch=best_epoch, stopped_early=stopped)
+
+
+def _make_stopper(
+    validation: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+    config: TrainConfig,
+    dim: int,
+    n_out: int,
+    dev: torch.device,
+) -> _EarlyStopping | None:
+    if validation is None or config.early_stopping_patience == 0:
+        return None
+    x_val = _as_features(validation[0], "x_val")
+    if x_val.shape[0] == 0:
+        return None
+    if x_val.shape[1] != dim:
+        raise ValueError(f"x_val must have shape [v, {dim}], got {x_val.shape}")
+    y_val, _ = _as_targets(validation[1], config.task, x_val.shape[0], n_out)
+    return _EarlyStopping(
+        torch.from_numpy(x_val).to(dev),
+        torch.from_numpy(y_val).to(dev),
+        config.task,
+        config.early_stopping_patience,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +603,7 @@ def fit_self_training(
     device: str | torch.device,
     on_progress: ProgressCallback = lambda p, msg: None,
     n_classes: int | None = None,
+    negatives: NegativeRows | None = None,
 ) -> TrainResult:
     """Self-training with confidence-thresholded pseudo-labels (Lee 2013, "Pseudo-Label").
 
@@ -452,6 +636,10 @@ def fit_self_training(
         device: ``"auto"``/``"cpu"``/``"cuda"`` or a ``torch.device``.
         on_progress: called with (fraction in ``[0, 1]``, message) about ten times per fit.
         n_classes: number of classes of the project (default from ``y_labeled``).
+        negatives: "not c" rows (confirmed mined negatives, PU negatives from the unlabeled
+            pool) added to every fit's training rows, never to the validation rows; binary
+            rows become the other class, multiclass/multilabel rows complementary labels
+            (:mod:`app.ml.negatives`). None or empty for none.
 
     Returns:
         TrainResult with the final net, metrics and the pseudo-labels (positions into
@@ -481,26 +669,43 @@ def fit_self_training(
     progress = _Progress(on_progress, n_fits)
     on_progress(0.0, f"training ({plan.mode} validation, {n_fits} fits)")
 
-    def fit(rows: IntArray, pseudo: PseudoLabels, stage: str) -> MLPHeadNet:
+    holdout = plan.mode == "holdout"
+    stoppable = holdout and can_early_stop(y_l[plan.val_idx], config.task)
+    validation = (x_l[plan.val_idx], y_l[plan.val_idx]) if stoppable else None
+    best_epochs: list[int] = []  # of the early-stopped fits on the training rows
+
+    def fit(rows: IntArray, pseudo: PseudoLabels, stage: str, *, final: bool = False) -> HeadNet:
         x_fit, y_fit, w_fit = x_l[rows], y_l[rows], np.ones(rows.shape[0], dtype=np.float32)
         if len(pseudo):
             x_fit = np.concatenate([x_fit, _as_features(x_u[pseudo.positions], "x_unlabeled")])
             y_fit = np.concatenate([y_fit, pseudo.labels])
             w_fit = np.concatenate([w_fit, np.full(len(pseudo), config.pseudo_weight, "f4")])
-        net = fit_supervised(
+        comp = None
+        if negatives is not None and len(negatives):  # "not c" rows train every fit
+            x_fit, y_fit, w_fit, comp = append_negatives(
+                x_fit, y_fit, w_fit, negatives, task=config.task, n_classes=n_out
+            )
+        fit_config = config
+        if final and best_epochs:  # the refit on all rows runs the early-stopped length
+            fit_config = replace(config, epochs=best_epochs[-1], min_steps=0)
+        net, info = fit_supervised_with_info(
             x_fit,
             y_fit,
-            config=config,
+            config=fit_config,
             seed=seed,
             device=dev,
             sample_weight=w_fit,
             on_epoch=progress.epoch_hook(stage),
             n_classes=n_out,
+            validation=None if final or rows is not plan.train_idx else validation,
+            complementary=comp,
         )
+        if rows is plan.train_idx and validation is not None and config.early_stopping_patience:
+            best_epochs.append(info.best_epoch)
         progress.fit_done()
         return net
 
-    def score(net: MLPHeadNet, rows: IntArray) -> dict[str, float]:
+    def score(net: HeadNet, rows: IntArray) -> dict[str, float]:
         return _scores(y_l[rows], predict_proba(net, x_l[rows], device=dev), config.task)
 
     # 1. CV scores (supervised only) when there is no hold-out
@@ -513,7 +718,6 @@ def fit_self_training(
         cv_scores = _scores(y_l, oof, config.task)
 
     # 2. rounds on the training rows
-    holdout = plan.mode == "holdout"
     empty = PseudoLabels.empty()
     pseudo_used = empty  # the pseudo-labels the current net trained on
     net = fit(plan.train_idx, empty, "supervised")
@@ -536,7 +740,7 @@ def fit_self_training(
     # 3. metrics and the final net
     if holdout:
         final_scores = score(net, plan.val_idx)
-        net = fit(np.arange(n_labeled, dtype=np.int64), pseudo_used, "final")
+        net = fit(np.arange(n_labeled, dtype=np.int64), pseudo_used, "final", final=True)
     elif cv_scores is not None:
         final_scores = cv_scores
     else:
@@ -552,7 +756,10 @@ def fit_self_training(
         "n_unlabeled": int(x_u.shape[0]),
         "n_pseudo": len(pseudo_used),
         "pseudo_per_class": pseudo_used.per_class(n_out).tolist(),
+        "n_negatives": 0 if negatives is None else len(negatives),
         "rounds": rounds,
+        "best_epochs": best_epochs,
+        "method": "self_training" if use_pseudo else "none",
         "task": config.task,
         "n_classes": int(n_out),
         "seconds": round(time.perf_counter() - started, 3),

@@ -26,6 +26,8 @@ class Project(TimestampMixin, Base):
     pool_size: Mapped[int] = mapped_column(default=0)
     queue_strategy: Mapped[str] = mapped_column(String(64), default="margin")
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # body of POST /train (a partial TrainRequest) used for what a run does not say
+    train_defaults: Mapped[dict[str, Any] | None]
     active_checkpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("checkpoints.id", use_alter=True, ondelete="SET NULL")
     )

@@ -5,17 +5,45 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.mining import TrainNegatives
+
+SemiSupervisedMethod = Literal[
+    "none", "self_training", "fixmatch", "flexmatch", "freematch", "mean_teacher"
+]
+
 
 class SemiSupervised(BaseModel):
-    """Semi-supervised settings of a training run."""
+    """Semi-supervised settings of a training run (see ``app.ml.semi_supervised``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["self_training", "none"] = "self_training"
-    threshold: float = Field(0.95, gt=0.0, le=1.0, description="pseudo-label confidence threshold")
+    method: SemiSupervisedMethod = "self_training"
+    threshold: float = Field(
+        0.95, gt=0.0, le=1.0,
+        description="pseudo-label confidence threshold (FixMatch/FlexMatch tau; self-training)",
+    )
     max_per_class: int | None = Field(None, ge=1)
-    rounds: int = Field(1, ge=1, le=10)
-    weight: float = Field(0.5, gt=0.0, le=1.0)
+    rounds: int = Field(1, ge=1, le=10, description="self-training rounds")
+    weight: float | None = Field(
+        None, gt=0.0, le=100.0,
+        description="weight of the unlabeled loss; default 0.5 for self-training, 1 for the "
+        "threshold methods, 50 for mean_teacher",
+    )
+    distribution_alignment: bool = Field(
+        False, description="ReMixMatch distribution alignment (fixmatch/flexmatch/freematch)"
+    )
+    steps: int | None = Field(
+        None, ge=10, le=200_000, description="optimizer steps of a consistency method (2000)"
+    )
+    image_flip: bool = Field(
+        False, description="image views may mirror left-right (only if mirroring keeps labels)"
+    )
+
+    @model_validator(mode="after")
+    def _weight_fits_method(self) -> "SemiSupervised":
+        if self.method == "self_training" and self.weight is not None and self.weight > 1.0:
+            raise ValueError("weight of self-training pseudo-labels must be <= 1")
+        return self
 
 
 class TrainRequest(BaseModel):
@@ -26,6 +54,10 @@ class TrainRequest(BaseModel):
     semi_supervised: SemiSupervised | None = Field(default_factory=SemiSupervised)
     epochs: int | None = Field(None, ge=1, le=10_000)
     hidden: int | None = Field(None, ge=0, le=8192, description="0 = linear head")
+    architecture: Literal["auto", "mlp", "cnn"] = Field(
+        "auto", description="auto: the small CNN for image projects, the MLP head otherwise"
+    )
+    early_stopping: bool = Field(True, description="early stopping on the hold-out loss")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     activate: Literal["if_better", "always", "never"] = Field(
         "if_better",
@@ -34,6 +66,10 @@ class TrainRequest(BaseModel):
     )
     confirm_share: float | None = Field(
         None, ge=0.0, le=1.0, description="share of the new pseudo-labels sent to annotators"
+    )
+    negatives: TrainNegatives = Field(
+        default_factory=TrainNegatives,
+        description="confirmed mined negatives and PU negatives (positive-only projects)",
     )
 
 

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schemas.jobs import TrainRequest
+
 Task = Literal["binary", "multiclass", "multilabel"]
 Modality = Literal["text", "image", "vector"]
 
@@ -49,8 +51,21 @@ class ProjectUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     labels: list[str] | None = Field(None, min_length=1, max_length=10_000)
     queue_strategy: str | None = None
+    train_defaults: dict[str, Any] | None = Field(
+        None,
+        description="default body of POST /train for this project (any subset of its fields; "
+        "a run's own fields win); {} clears it",
+    )
 
     _labels = field_validator("labels")(lambda v: v if v is None else _check_labels(v))
+
+    @field_validator("train_defaults")
+    @classmethod
+    def _valid_train_body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        TrainRequest.model_validate(value)  # same rules as a run's body; errors name the field
+        return value
 
 
 class ModelSummary(BaseModel):
@@ -85,6 +100,7 @@ class ProjectRead(BaseModel):
     embedder: str
     feature_dim: int | None
     queue_strategy: str
+    train_defaults: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     counts: ProjectCounts
     active_model: ModelSummary | None

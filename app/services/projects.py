@@ -74,7 +74,7 @@ def list_projects(session: Session) -> Sequence[Project]:
 def update_project(
     session: Session, project: Project, body: ProjectUpdate, *, strategies: StrategyRegistry
 ) -> Project:
-    """Rename, append labels or change the queue strategy.
+    """Rename, append labels, change the queue strategy or the default training config.
 
     Raises:
         InvalidInput: labels would be removed or reordered (labels already index the arrays).
@@ -97,6 +97,8 @@ def update_project(
     if body.queue_strategy is not None:
         _check_strategy(strategies, body.queue_strategy, project.task)
         project.queue_strategy = body.queue_strategy
+    if body.train_defaults is not None:
+        project.train_defaults = dict(body.train_defaults) or None
     session.flush()
     return project
 
@@ -158,6 +160,7 @@ def read_project(session: Session, project: Project) -> dict[str, Any]:
         "embedder": project.embedder,
         "feature_dim": project.feature_dim,
         "queue_strategy": project.queue_strategy,
+        "train_defaults": project.train_defaults or {},
         "created_at": project.created_at,
         "counts": project_counts(session, project),
         "active_model": active,

@@ -4,10 +4,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.jobs.runner import JobRunner
 from app.ml.metrics import classification_report
 from app.models import (
@@ -48,6 +49,7 @@ def request_training(
         )
         if previous is not None:
             return previous
+    body = with_project_defaults(project, body)
     ensure_no_running_training(session, project)
     _ensure_trainable(
         session, project, positive_only=positive_only_allowed(
@@ -63,6 +65,32 @@ def request_training(
         idempotency_key=idempotency_key,
     )
     return job
+
+
+def with_project_defaults(project: Project, body: TrainRequest) -> TrainRequest:
+    """The run's body over the project's ``train_defaults``: fields the run sets win, nested
+    objects (``semi_supervised``, ``negatives``) merge key by key.
+
+    Raises:
+        InvalidInput: the merged body is not a valid TrainRequest (the defaults were valid
+            alone, so a run field conflicts with them), naming the field.
+    """
+    defaults = project.train_defaults or {}
+    if not defaults:
+        return body
+    merged: dict[str, Any] = dict(defaults)
+    for key, value in body.model_dump(mode="json", exclude_unset=True).items():
+        base = merged.get(key)
+        both_objects = isinstance(base, dict) and isinstance(value, dict)
+        merged[key] = {**base, **value} if both_objects else value
+    try:
+        return TrainRequest.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "train_defaults"
+        raise InvalidInput(
+            f"run body and project train_defaults conflict: {error['msg']}", field=field
+        ) from None
 
 
 def _ensure_trainable(session: Session, project: Project, *, positive_only: bool) -> None:
