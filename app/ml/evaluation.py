@@ -219,7 +219,8 @@ def calibrate_and_score(
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(targets)
     multilabel = task == "multilabel"
-    temperature, scored, calibration = 1.0, p, "none"
+    temperature, calibration = 1.0, "none"
+    scored: npt.NDArray[np.floating[Any]] = p
     uncalibrated_nll = negative_log_likelihood(p, y, multilabel=multilabel)
     if fit and p.shape[0] >= 4:
         crossed = _cross_fitted(p, y, multilabel=multilabel, seed=seed)

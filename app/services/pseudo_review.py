@@ -269,7 +269,7 @@ def _verdict_read(review: PseudoLabelReview) -> dict[str, Any]:
         "verdict": "accept" if review.status == ReviewStatus.ACCEPTED else "reject",
         "annotator": review.verdict_annotator,
         "label": ", ".join(review.labels),
-        "corrected_label": (review.corrected_labels or [None])[0],
+        "corrected_label": review.corrected_labels[0] if review.corrected_labels else None,
         "annotation_id": review.human_annotation_id,
         "decided_at": _aware(review.verdict_at),
     }
