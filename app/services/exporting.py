@@ -10,20 +10,39 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
-from app.models import Item, ItemStatus, LabelSource, NegativeTriplet, Project, VerifyStatus
+from app.models import (
+    Annotation,
+    Item,
+    ItemStatus,
+    LabelSource,
+    NegativeTriplet,
+    Project,
+    VerifyStatus,
+)
 
-FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
-INCLUDE = {"human": (ItemStatus.LABELED,), "pseudo": (ItemStatus.PSEUDO,), "all": (ItemStatus.LABELED, ItemStatus.PSEUDO)}
+FORMATS = {
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+INCLUDE = {
+    "human": (ItemStatus.LABELED,),
+    "pseudo": (ItemStatus.PSEUDO,),
+    "all": (ItemStatus.LABELED, ItemStatus.PSEUDO),
+}
 
 
 def label_rows(session: Session, project: Project, include: str) -> Iterator[dict[str, Any]]:
-    """Current labels: human/imported, pseudo, or both (``include``).
+    """Current labels: human/imported, pseudo, or both (``include``); pseudo rows also name
+    their ``method`` and ``checkpoint_id`` (the active checkpoint, whose pseudo-labels the items
+    carry).
 
     Raises:
         InvalidInput: unknown ``include``.
     """
     if include not in INCLUDE:
         raise InvalidInput(f"include must be one of {sorted(INCLUDE)}", field="include")
+    methods = _pseudo_methods(session, project) if include != "human" else {}
     query = (
         select(Item)
         .where(Item.project_id == project.id, Item.status.in_(INCLUDE[include]))
@@ -31,6 +50,7 @@ def label_rows(session: Session, project: Project, include: str) -> Iterator[dic
         .execution_options(yield_per=1000)
     )
     for item in session.scalars(query):
+        pseudo = item.status == ItemStatus.PSEUDO
         yield {
             "item_id": item.id,
             "external_id": item.external_id,
@@ -39,7 +59,23 @@ def label_rows(session: Session, project: Project, include: str) -> Iterator[dic
             "labels": item.labels,
             "source": item.label_source or LabelSource.HUMAN,
             "confidence": item.label_confidence,
+            "method": methods.get(item.id) if pseudo else None,
+            "checkpoint_id": project.active_checkpoint_id if pseudo else None,
         }
+
+
+def _pseudo_methods(session: Session, project: Project) -> dict[int, str | None]:
+    """item id -> method of the active checkpoint's pseudo-label (the one items carry)."""
+    if project.active_checkpoint_id is None:
+        return {}
+    rows = session.execute(
+        select(Annotation.item_id, Annotation.method).where(
+            Annotation.project_id == project.id,
+            Annotation.checkpoint_id == project.active_checkpoint_id,
+            Annotation.source == LabelSource.PSEUDO,
+        )
+    )
+    return {item_id: method for item_id, method in rows}
 
 
 def triplet_rows(
@@ -123,7 +159,9 @@ def render(rows: Iterator[dict[str, Any]], fmt: str) -> bytes:
             writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
             writer.writeheader()
             for r in records:
-                writer.writerow({k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()})
+                writer.writerow(
+                    {k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
+                )
         return buffer.getvalue().encode()
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -166,6 +166,11 @@ def test_export_include_filters_pseudo_labels(client):
     assert len(human) == 100 and {r["source"] for r in human} == {"imported"}
     assert len(pseudo) == n_pseudo and {r["source"] for r in pseudo} == {"pseudo"}
     assert all(r["confidence"] >= 0.9 for r in pseudo)
+    active = client.get(f"{API}/projects/{pid}").json()["active_model"]["checkpoint_id"]
+    assert {(r["method"], r["checkpoint_id"]) for r in pseudo} == {
+        (job["metrics"]["pseudo_method"], active)
+    }
+    assert {(r["method"], r["checkpoint_id"]) for r in human} == {(None, None)}
     assert len(both) == 100 + n_pseudo
     bad = client.get(f"{API}/projects/{pid}/export", params={"include": "some"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"][-1] == "include"
