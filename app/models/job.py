@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
@@ -24,7 +24,16 @@ class Job(TimestampMixin, Base):
     """A background job (``kind``: train or import) and its progress."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("project_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "idempotency_key"),
+        # at most one training per project, enforced by the database (two API processes
+        # racing past the service's check cannot both insert one)
+        Index(
+            "uq_jobs_one_active_training", "project_id", unique=True,
+            sqlite_where=text("kind = 'train' AND status IN ('queued', 'running')"),
+            postgresql_where=text("kind = 'train' AND status IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

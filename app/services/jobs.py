@@ -3,6 +3,7 @@
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
@@ -27,7 +28,12 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Insert a queued job and submit it after commit; returns (job, created).
 
-    A repeated ``idempotency_key`` returns the job it created first.
+    A repeated ``idempotency_key`` returns the job it created first. The database holds at
+    most one queued/running training per project (a partial unique index), so two processes
+    racing past :func:`ensure_no_running_training` cannot both start one.
+
+    Raises:
+        Conflict: ``kind="train"`` and another training of the project is queued or running.
     """
     if idempotency_key:
         previous = session.scalar(
@@ -45,8 +51,22 @@ def create_job(
         idempotency_key=idempotency_key,
         created_at=now_utc(),
     )
-    session.add(job)
-    session.flush()
+    try:
+        with session.begin_nested():  # a lost race rolls back this insert only
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        if idempotency_key:
+            previous = session.scalar(
+                select(Job).where(
+                    Job.project_id == project.id, Job.idempotency_key == idempotency_key
+                )
+            )
+            if previous is not None:  # a concurrent retry with the same key won
+                return previous, False
+        if kind == "train":
+            ensure_no_running_training(session, project)  # raises Conflict naming the job
+        raise
     job_id = job.id
     after_commit(session, lambda: runner.submit(kind, job_id))
     return job, True

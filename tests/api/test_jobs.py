@@ -68,3 +68,24 @@ def test_cancel_queued_job_and_finished_job_conflict(client, session):
     again = client.post(f"{API}/jobs/{queued.id}/cancel")
     assert again.status_code == 409
     assert client.get(f"{API}/jobs/424242").status_code == 404
+
+
+def test_the_database_allows_one_active_training_per_project(client, session, services):
+    """Two processes that both passed the service's check still cannot start two trainings."""
+    import pytest
+
+    from app.errors import Conflict
+    from app.models import Project
+    from app.services.jobs import create_job
+
+    pid = _project(client, name="race")["id"]
+    project = session.get(Project, pid)
+    first, created = create_job(session, project, kind="train", params={}, runner=services.runner)
+    assert created
+    with pytest.raises(Conflict) as raised:  # as if the check had raced: insert directly
+        create_job(session, project, kind="train", params={}, runner=services.runner)
+    assert raised.value.context["job_id"] == first.id
+    other, created = create_job(session, project, kind="import", params={}, runner=services.runner)
+    assert created and other.id != first.id  # other kinds are not limited
+    session.info.pop("after_commit", None)  # nothing is submitted
+    session.rollback()
