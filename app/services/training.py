@@ -50,6 +50,7 @@ def request_training(
         if previous is not None:
             return previous
     body = with_project_defaults(project, body)
+    _check_architecture(project, body)
     ensure_no_running_training(session, project)
     _ensure_trainable(
         session, project, positive_only=positive_only_allowed(
@@ -91,6 +92,23 @@ def with_project_defaults(project: Project, body: TrainRequest) -> TrainRequest:
         raise InvalidInput(
             f"run body and project train_defaults conflict: {error['msg']}", field=field
         ) from None
+
+
+def _check_architecture(project: Project, body: TrainRequest) -> None:
+    """The CNN needs square images (``feature_dim`` a perfect square of a side >= 2).
+
+    Raises:
+        InvalidInput: naming ``architecture`` otherwise.
+    """
+    if body.architecture != "cnn" or project.feature_dim is None:
+        return
+    side = round(project.feature_dim**0.5)
+    if side < 2 or side * side != project.feature_dim:
+        raise InvalidInput(
+            f"architecture 'cnn' needs square images; this pool has {project.feature_dim} "
+            "features per item",
+            field="architecture",
+        )
 
 
 def _ensure_trainable(session: Session, project: Project, *, positive_only: bool) -> None:

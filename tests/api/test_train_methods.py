@@ -75,3 +75,10 @@ def test_bad_train_defaults_and_methods_are_422_naming_the_field(client):
         f"{API}/projects/{pid}/train", json={"semi_supervised": {"method": "fixmatch", "steps": 1}}
     )
     assert run.status_code == 422 and "steps" in run.text
+
+
+def test_cnn_on_a_non_square_pool_is_422_naming_architecture(client):
+    project = make_project(client, name="cnn-vectors")  # blob vectors of 8 features
+    make_pool(client, project, n=30, labeled=9)
+    run = client.post(f"{API}/projects/{project['id']}/train", json={"architecture": "cnn"})
+    assert run.status_code == 422 and run.json()["context"]["field"] == "architecture"
