@@ -287,8 +287,8 @@ def _ema_update(ema: HeadNet, net: HeadNet, decay: float) -> None:
     """``ema = decay * ema + (1 - decay) * net`` for parameters; buffers are copied."""
     for e, p in zip(ema.parameters(), net.parameters(), strict=True):
         e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
-    for e, b in zip(ema.buffers(), net.buffers(), strict=True):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), net.buffers(), strict=True):
+        eb.copy_(b)
 
 
 class _EmaStopper:

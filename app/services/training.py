@@ -82,8 +82,10 @@ def with_project_defaults(project: Project, body: TrainRequest) -> TrainRequest:
     merged: dict[str, Any] = dict(defaults)
     for key, value in body.model_dump(mode="json", exclude_unset=True).items():
         base = merged.get(key)
-        both_objects = isinstance(base, dict) and isinstance(value, dict)
-        merged[key] = {**base, **value} if both_objects else value
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
     try:
         return TrainRequest.model_validate(merged)
     except ValidationError as exc:
