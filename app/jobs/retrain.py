@@ -265,7 +265,12 @@ def _confirm_share(params: dict[str, Any], settings: Any) -> float:
 
 def _activate(session, job, snap, directory, result, config, counts, split, probs):  # type: ignore[no-untyped-def]
     """Insert the checkpoint and apply the activation policy, under the project row lock."""
-    project = session.get(Project, snap.project_id, with_for_update={"of": Project})
+    # FOR NO KEY UPDATE (PostgreSQL): serializes activations (version numbers) but, unlike FOR
+    # UPDATE, does not block the foreign-key checks of /next's lease inserts while this
+    # transaction writes the pseudo-labels (bench/retrain_load.py saw 40-60 s stalls)
+    project = session.get(
+        Project, snap.project_id, with_for_update={"of": Project, "key_share": True}
+    )
     if project is None:
         raise LookupError(f"project {snap.project_id} is gone")
     last = session.scalar(
