@@ -97,6 +97,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 @pytest.fixture(scope="session")
+def trained_demo(server: dict[str, Any]) -> dict[str, Any]:
+    """The demo project with a model (one training for the whole session): self-training with
+    a low threshold and every new pseudo-label routed for confirmation. Returns the job."""
+    from tests.e2e.helpers import ensure_two_classes, train_and_wait
+
+    api, pid = server["api"], server["demo_id"]
+    ensure_two_classes(api, pid)
+    semi = {"method": "self_training", "threshold": 0.5, "max_per_class": 10}
+    body = {"semi_supervised": semi, "confirm_share": 1.0, "activate": "always", "epochs": 10}
+    return train_and_wait(api, pid, body=body)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

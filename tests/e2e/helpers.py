@@ -81,7 +81,7 @@ def train_and_wait(
 ) -> dict[str, Any]:
     """Start a training job through the API (default: supervised only) and wait for it to
     succeed."""
-    body = body or {"semi_supervised": {"method": "none"}}
+    body = body or {"semi_supervised": {"method": "none"}, "epochs": 10}
     response = api.post(f"/projects/{project_id}/train", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]

@@ -9,11 +9,9 @@ import pytest
 from tests.e2e.conftest import screenshot
 from tests.e2e.helpers import (
     LATENCY_PROBE,
-    ensure_two_classes,
     percentile,
     set_annotator,
     shown_item,
-    train_and_wait,
     true_label,
     wait_for_other_item,
     wait_until,
@@ -102,10 +100,8 @@ def test_next_item_latency_p95(server, page):
     assert p95 <= LATENCY_TARGET_MS
 
 
-def test_accept_the_model_suggestion_with_enter(server, page):
+def test_accept_the_model_suggestion_with_enter(server, page, trained_demo):
     api, pid, who = server["api"], server["demo_id"], "e2e-accept"
-    ensure_two_classes(api, pid)
-    train_and_wait(api, pid)
     item_id, _ = _open(page, server, who)
     suggestion = page.locator("#suggestion")
     suggestion.wait_for(state="visible")

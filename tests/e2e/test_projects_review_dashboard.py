@@ -3,13 +3,12 @@ import job), the review page (filters in the URL, relabel in place by keyboard) 
 dashboard (charts, annotators, a job's progress polled live)."""
 
 import csv
-import time
 
 import pytest
 
 from app.datasets import load_digits_dataset
 from tests.e2e.conftest import screenshot
-from tests.e2e.helpers import ensure_two_classes, set_annotator, true_label, wait_until
+from tests.e2e.helpers import set_annotator, true_label
 
 pytestmark = pytest.mark.e2e
 IMPORT_ROWS = 300  # above QUARRY_IMPORT_INLINE_MAX (256): the import runs as a job
@@ -104,23 +103,45 @@ def test_review_filters_and_relabel_by_keyboard(server, page):
     assert found == [(served["item"]["id"], [right])]
 
 
-def test_dashboard_shows_labels_and_a_job_live(server, page):
+def test_dashboard_draws_labels_and_the_learning_curve(server, page, trained_demo):
     api, pid = server["api"], server["demo_id"]
-    ensure_two_classes(api, pid)
     page.goto(f"{server['url']}/projects/{pid}/dashboard")
     page.wait_for_selector("#dashboard-app[data-updated-at]")
-    labeled = api.get(f"/projects/{pid}").json()["counts"]["labeled"]
-    assert page.locator("#count-labeled").text_content() == str(labeled)
+    counts = api.get(f"/projects/{pid}").json()["counts"]
+    assert page.locator("#count-labeled").text_content() == str(counts["labeled"])
+    assert page.locator("#count-pseudo").text_content() == str(counts["pseudo_labeled"])
     assert page.locator("#labels-over-time svg rect.bar").count() >= 1
+    assert page.locator("#learning-curve svg circle.dot.active").count() == 1
     assert page.locator("#annotators tr th").count() >= 1
-    before = page.locator("#jobs tr[data-job-id]").count()
-    response = api.post(f"/projects/{pid}/train", json={"semi_supervised": {"method": "none"}})
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
+    job_row = page.locator(f"#jobs tr[data-job-id='{trained_demo['id']}']")
+    assert job_row.locator(".badge.succeeded").count() == 1
+    screenshot(page, "dashboard-trained")
+
+
+def test_dashboard_follows_a_running_job_without_reload(server, page):
+    api = server["api"]
+    body = {"name": "e2e-dashboard-import", "labels": [str(d) for d in range(10)],
+            "modality": "image"}
+    project = api.post("/projects", json=body)
+    assert project.status_code == 201, project.text
+    pid = project.json()["id"]
+    page.goto(f"{server['url']}/projects/{pid}/dashboard")
+    page.wait_for_selector("#dashboard-app[data-updated-at]")
+    assert page.locator("#jobs tr[data-job-id]").count() == 0
+    digits = load_digits_dataset()
+    records = [{"external_id": f"dash-{i}", "image": digits.payloads[i]}
+               for i in range(IMPORT_ROWS)]
+    queued = api.post(f"/projects/{pid}/items", json=records)
+    assert queued.status_code == 202, queued.text  # above the inline maximum: a job
+    job_id = queued.json()["job_id"]
     # no reload: the page's own polling brings the job in and follows it to the end
-    page.wait_for_selector(f"#jobs tr[data-job-id='{job_id}']", timeout=30_000)
-    page.wait_for_selector(f"#jobs tr[data-job-id='{job_id}'] .badge.succeeded", timeout=120_000)
-    assert page.locator("#jobs tr[data-job-id]").count() >= min(before + 1, 6)
-    time.sleep(2.5)  # one more poll draws the new checkpoint
-    wait_until(lambda: page.locator("#learning-curve svg circle").count() >= 1, timeout=20)
+    row = page.locator(f"#jobs tr[data-job-id='{job_id}']")
+    row.wait_for(timeout=30_000)
+    assert row.locator("progress").count() == 1
+    row.locator(".badge.succeeded").wait_for(timeout=60_000)
+    assert row.locator("progress").evaluate("p => p.value") == 1
+    page.wait_for_function(
+        "(n) => document.getElementById('count-items').textContent === String(n)",
+        arg=IMPORT_ROWS,
+    )
     screenshot(page, "dashboard-live")

@@ -4,13 +4,7 @@ flagged with ``y``, recorded through the API; routed pseudo-labels accepted with
 import pytest
 
 from tests.e2e.conftest import screenshot
-from tests.e2e.helpers import (
-    ensure_two_classes,
-    label_via_api,
-    set_annotator,
-    train_and_wait,
-    wait_until,
-)
+from tests.e2e.helpers import label_via_api, set_annotator, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +39,8 @@ def test_verify_mined_negatives_by_keyboard(server, page):
     assert found["negatives"] >= 1 and found["false_negatives"] == 0
 
 
-def test_accept_a_routed_pseudo_label_by_keyboard(server, page):
+def test_accept_a_routed_pseudo_label_by_keyboard(server, page, trained_demo):
     api, pid, who = server["api"], server["demo_id"], "e2e-confirmer"
-    ensure_two_classes(api, pid)
-    body = {"semi_supervised": {"method": "self_training", "threshold": 0.5},
-            "confirm_share": 1.0, "activate": "always", "epochs": 10}
-    train_and_wait(api, pid, body=body)
     report = api.get(f"/projects/{pid}/pseudo-labels/precision").json()["checkpoints"][0]
     assert report["active"] and report["routed"] > 0, report
 
