@@ -289,6 +289,8 @@ def run_once(
         procs.append(start(["worker"], env, work / "worker.log"))
     try:
         wait_healthy(port, procs[0])
+        # warm-up: the first /next builds the queue ranking over the whole pool (not timed)
+        request(port, "GET", f"/api/v1/projects/{project_id}/next?annotator=warmup&n=1")
         idle = measure(port, project_id, opts.rate, work / "idle", duration=opts.idle)
         stop_file = work / "stop"
         loader = subprocess.Popen([
