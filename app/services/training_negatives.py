@@ -16,7 +16,7 @@ is a ``c``, and a contradicting label is the later, explicit decision. Nothing h
 the database; a job that crashes leaves labels and verdicts as they were.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.ml.negatives import NegativeRows
+from app.ml.train import TrainConfig
 from app.models import Item, NegativeTriplet, Project, VerifyStatus
 from app.sampling.pu import (
     DEFAULT_MARGIN,
@@ -274,6 +275,15 @@ def prepare(
     )
 
 
+def config_for(config: TrainConfig, negatives: TrainingNegatives) -> TrainConfig:
+    """``config`` without early stopping when PU negatives train: the hold-out of a
+    positive-only project has one class, and its loss keeps falling the more the net predicts
+    that class, so stopping on it would pick the most over-confident epoch."""
+    if negatives.report.get("pu", 0) and config.early_stopping_patience:
+        return replace(config, early_stopping_patience=0)
+    return config
+
+
 def positive_only_allowed(settings: NegativeSettings) -> bool:
     """Whether a train request may start with human labels of only one class."""
     return settings.pu is not False
@@ -284,6 +294,7 @@ __all__ = [
     "NegativeSettings",
     "TrainingNegatives",
     "build_negatives",
+    "config_for",
     "labeled_classes",
     "positive_only_allowed",
     "prepare",
