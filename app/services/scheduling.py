@@ -132,7 +132,8 @@ def due_reason(session: Session, row: TrainingSchedule, now: datetime) -> str | 
         quiet = latest is None or now - latest >= timedelta(seconds=row.debounce_seconds)
         if count - row.labels_seen >= row.every_n_labels and quiet:
             return "labels"
-    if row.cron and row.next_cron_at is not None and _aware(row.next_cron_at) <= now:
+    due_at = _aware(row.next_cron_at)
+    if row.cron and due_at is not None and due_at <= now:
         return "cron"
     return None
 
@@ -159,7 +160,9 @@ def trigger(
     else:
         where.append(TrainingSchedule.labels_seen == row.labels_seen)
         values["labels_seen"] = count
-    key = f"schedule:{reason}:{row.next_cron_at.isoformat() if reason == 'cron' else count}"
+    due_at = _aware(row.next_cron_at)
+    mark = due_at.isoformat() if reason == "cron" and due_at is not None else str(count)
+    key = f"schedule:{reason}:{mark}"
     try:
         with session.begin_nested():
             won = session.execute(update(TrainingSchedule).where(*where).values(**values))
