@@ -53,7 +53,7 @@ def test_a_burst_of_labels_starts_one_job(client, services, settings, session):
     project, classes = _setup(client)
     pid = project["id"]
     url = f"{API}/projects/{pid}/schedule"
-    client.put(url, json={"every_n_labels": 5, "debounce_seconds": 0,
+    client.put(url, json={"every_n_labels": 5, "debounce_seconds": 0, "epochs": 5,
                           "semi_supervised": {"method": "none"}})
     label_items(client, project, classes, 12)  # a burst of 12 labels: 2.4 x N
     assert client.get(url).json()["new_labels"] == 12
@@ -79,7 +79,7 @@ def test_label_trigger_waits_for_quiet_and_for_the_running_training(
     project, classes = _setup(client)
     pid = project["id"]
     client.put(f"{API}/projects/{pid}/schedule",
-               json={"every_n_labels": 3, "debounce_seconds": 3600})
+               json={"every_n_labels": 3, "debounce_seconds": 3600, "epochs": 5})
     label_items(client, project, classes, 4)
     assert tick(services.sessionmaker, settings, services.runner).started == []  # not quiet
     session.execute(
