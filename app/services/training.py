@@ -288,7 +288,7 @@ def decide_activation(
         and active_metrics.get("split") == metrics.get("split")
     )
     active_probs = checkpoint_array(active, "probs") if comparable else None
-    if active_probs is None:
+    if active_probs is None or active_probs.shape[1] != len(label_names):  # labels were added
         return {**decision, "activated": True, "reason": "not_comparable"}
     shared = holdout_positions < min(active.pool_size, active_probs.shape[0])
     if not shared.any():

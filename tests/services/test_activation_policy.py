@@ -104,3 +104,21 @@ def test_first_checkpoint_is_activated_unless_never() -> None:
     probs = _pool(TRUTH)
     assert _decide(None, probs)["reason"] == "no_active_model"
     assert _decide(None, probs, policy="never")["activated"] is False
+
+
+def test_an_active_checkpoint_from_before_a_label_was_added_is_not_comparable(
+    tmp_path: Path,
+) -> None:
+    active = _checkpoint(tmp_path, _pool(TRUTH))  # 2 columns
+    three = np.concatenate([_pool(TRUTH) * 0.9, np.full((40, 1), 0.1, dtype=np.float32)], axis=1)
+    decision = decide_activation(
+        policy="if_better",
+        active=active,
+        metrics={"validation": "holdout", "split": SPLIT},
+        holdout_positions=POSITIONS,
+        holdout_targets=TRUTH,
+        new_probs=three,
+        label_names=["a", "b", "c"],
+        task="multiclass",
+    )
+    assert decision["activated"] and decision["reason"] == "not_comparable"
