@@ -484,6 +484,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 300 steps, target sets only")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1000, help="consistency steps per fit")
     parser.add_argument("--datasets", default=",".join(SETTINGS))
     parser.add_argument("--settings", default="", help="e.g. banking77:4,sms_spam:20 (overrides)")
@@ -525,7 +526,7 @@ def main() -> None:
         ]
         for name, labels in plan(args):
             data = loaded.setdefault(name, load(name, args.fashion_pool))
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 labeled = seed_set(data["y_pool"], labels, name in PER_CLASS, seed)
                 for method in methods:
                     row = {
