@@ -145,3 +145,30 @@ def test_dashboard_follows_a_running_job_without_reload(server, page):
         arg=IMPORT_ROWS,
     )
     screenshot(page, "dashboard-live")
+
+
+def test_review_filters_labels_the_model_contradicts(server, page, trained_demo):
+    api, pid, who = server["api"], server["demo_id"], "e2e-contrarian"
+    unlabeled = api.get(f"/projects/{pid}/items", params={"status": "unlabeled", "limit": 100})
+    for brief in unlabeled.json()["items"]:  # an item the model gets right, labeled wrong
+        item = api.get(f"/projects/{pid}/items/{brief['id']}").json()
+        right = true_label(item["external_id"])
+        if item["prediction"] and item["prediction"]["label"] == right:
+            break
+    else:
+        pytest.fail("the model predicts no unlabeled item right among 100")
+    body = {"item_id": item["id"], "label": str((int(right) + 1) % 10), "annotator": who}
+    assert api.post(f"/projects/{pid}/annotations", json=body).status_code == 201
+
+    page.goto(f"{server['url']}/projects/{pid}/review?disagreement=true")
+    page.wait_for_selector("#review-rows tr[data-annotation-id]")
+    total = api.get(f"/projects/{pid}/annotations", params={"disagreement": "true"}).json()["total"]
+    assert total >= 1
+    assert page.locator("#summary").text_content().startswith(f"{total} labeled item")
+    rows = page.locator("#review-rows tr[data-annotation-id]")
+    assert rows.count() == min(total, 50)
+    assert rows.locator(".badge.warn").count() == rows.count()  # every row disagrees
+    ids = rows.evaluate_all("rs => rs.map(r => Number(r.dataset.itemId))")
+    assert item["id"] in ids
+    assert page.locator("#filter-disagreement").input_value() == "true"
+    screenshot(page, "review-disagreements")
