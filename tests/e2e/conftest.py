@@ -123,7 +123,7 @@ def page(browser: Any) -> Iterator[Any]:
     or a dialog (an alert() from injected markup)."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     tab = context.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(30_000)  # a loaded 2-core CI machine
     problems: list[str] = []
     tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
     def on_dialog(dialog: Any) -> None:
