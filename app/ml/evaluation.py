@@ -13,6 +13,7 @@
 3. :func:`cross_validated_probs` produces out-of-fold probabilities with any fitting callable.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -79,8 +80,10 @@ def plan_validation(
 
     Hold-out when at least ``min_holdout`` labeled items hash into the held-out share and the
     rest still holds two classes (single-label tasks). Otherwise stratified k-fold CV with
-    ``k = min(5, smallest class count)`` (k-fold for multilabel), when ``k >= 2``; otherwise
-    ``"train"``.
+    ``k = min(5, smallest count among classes with two or more labels)`` (k-fold for
+    multilabel); a singleton class does not cap ``k``: its row is scored by a fold that never saw
+    the class (a pessimistic, honest miss). ``"train"`` (in-sample) when no class has two labels
+    or only one class is labeled.
 
     Args:
         item_ids: int64 ``[n]`` item ids of the labeled rows.
@@ -124,7 +127,10 @@ def _cv_folds(y: npt.NDArray[Any], multilabel: bool) -> int:
     if y.size == 0:
         return 0
     counts = np.bincount(y.astype(np.int64))
-    return min(MAX_CV_FOLDS, int(counts[counts > 0].min()))
+    repeated = counts[counts >= 2]  # singleton classes do not cap k (their row is still scored)
+    if np.count_nonzero(counts) < 2 or repeated.size == 0:
+        return 0
+    return min(MAX_CV_FOLDS, int(repeated.min()))
 
 
 def cross_validated_probs(
@@ -165,7 +171,10 @@ def cross_validated_probs(
     else:
         splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     oof = np.zeros((y.shape[0], n_classes), dtype=np.float32)
-    for train_rows, val_rows in splitter.split(rows, y if task != "multilabel" else None):
+    with warnings.catch_warnings():  # "least populated class has only 1 member": intended
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(splitter.split(rows, y if task != "multilabel" else None))
+    for train_rows, val_rows in folds:
         probs = np.asarray(fit_predict(train_rows.astype(np.int64), val_rows.astype(np.int64)))
         if probs.shape != (val_rows.size, n_classes):
             raise ValueError(

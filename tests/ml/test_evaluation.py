@@ -30,10 +30,22 @@ def test_cv_when_few_labels_and_train_when_a_singleton() -> None:
     y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
     plan = plan_validation(np.arange(10), y, task="multiclass", fraction=0.2, min_holdout=50)
     assert plan.mode == "cv" and plan.cv_folds == 3 and not plan.holdout.any()
-    single = plan_validation(
-        np.arange(3), np.array([0, 0, 1]), task="binary", fraction=0.2, min_holdout=50
+    with_singleton = plan_validation(
+        np.arange(7),
+        np.array([0, 0, 0, 1, 1, 1, 2]),
+        task="multiclass",
+        fraction=0.2,
+        min_holdout=50,
     )
-    assert single.mode == "train" and single.train_rows.size == 3
+    assert with_singleton.mode == "cv" and with_singleton.cv_folds == 3
+    single = plan_validation(
+        np.arange(2), np.array([0, 1]), task="binary", fraction=0.2, min_holdout=50
+    )
+    assert single.mode == "train" and single.train_rows.size == 2
+    one_class = plan_validation(
+        np.arange(4), np.array([1, 1, 1, 1]), task="binary", fraction=0.2, min_holdout=50
+    )
+    assert one_class.mode == "train"
 
 
 def test_out_of_fold_probs_match_a_manual_loop() -> None:
@@ -92,3 +104,15 @@ def test_a_temperature_that_does_not_generalize_is_rejected() -> None:
     assert report["nll"] == pytest.approx(report["nll_uncalibrated"])
     t_small, small = calibrate_and_score(probs[:3], y[:3], label_names=["a", "b"], task="binary")
     assert t_small == 1.0 and small["calibration"] == "none"
+
+
+def test_cv_scores_a_singleton_class_row_too() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 2])
+    seen: list[int] = []
+
+    def fit_predict(tr: np.ndarray, va: np.ndarray) -> np.ndarray:
+        seen.extend(va.tolist())
+        return np.full((va.size, 3), 1 / 3)
+
+    oof = cross_validated_probs(y, fit_predict, task="multiclass", n_classes=3, n_folds=3, seed=0)
+    assert sorted(seen) == list(range(7)) and oof.shape == (7, 3)
