@@ -41,7 +41,8 @@ def test_lists_current_labels_newest_first_with_filters(client):
     assert top["annotation"]["labels"] == ["c"] and top["prediction"] is None
     assert top["disagrees"] is None and top["item"]["text"] == "item 7"
 
-    assert {r["item"]["id"] for r in _review(client, pid, source="imported")["rows"]} == set(ids[:3])
+    imported = _review(client, pid, source="imported")["rows"]
+    assert {r["item"]["id"] for r in imported} == set(ids[:3])
     assert [r["item"]["id"] for r in _review(client, pid, annotator="bob")["rows"]] == [ids[6]]
     by_a = _review(client, pid, label="a")["rows"]
     assert {r["item"]["id"] for r in by_a} == {ids[0], ids[5]}
@@ -99,7 +100,8 @@ def test_disagreement_with_the_model(client):
         r["annotation"]["id"] for r in agreeing["rows"]
     }
     pseudo = _review(client, pid, source="pseudo")
-    assert pseudo["total"] > 0 and all(r["annotation"]["source"] == "pseudo" for r in pseudo["rows"])
+    assert pseudo["total"] > 0
+    assert all(r["annotation"]["source"] == "pseudo" for r in pseudo["rows"])
 
 
 def test_relabel_names_what_it_replaces(client):
@@ -109,12 +111,13 @@ def test_relabel_names_what_it_replaces(client):
     item_id = _item_ids(client, pid, 1)[0]
     first = _annotate(client, pid, item_id, "a", annotator="ann")
     url = f"{API}/projects/{pid}/annotations/{first['id']}/relabel"
-    response = client.post(url, json={"label": "b", "annotator": "rev"}, headers={"Idempotency-Key": "k1"})
+    key = {"Idempotency-Key": "k1"}
+    response = client.post(url, json={"label": "b", "annotator": "rev"}, headers=key)
     assert response.status_code == 201, response.text
     row = response.json()
     assert row["annotation"]["labels"] == ["b"] and row["annotation"]["annotator"] == "rev"
     assert row["item"]["labels"] == ["b"] and row["item"]["label_source"] == "human"
-    retry = client.post(url, json={"label": "b", "annotator": "rev"}, headers={"Idempotency-Key": "k1"})
+    retry = client.post(url, json={"label": "b", "annotator": "rev"}, headers=key)
     assert retry.status_code == 200 and retry.json()["annotation"]["id"] == row["annotation"]["id"]
     # The annotation named is no longer current: no silent overwrite.
     stale = client.post(url, json={"label": "c", "annotator": "rev"})
@@ -134,7 +137,8 @@ def test_undo_restores_the_previous_label_and_relets_the_item(client):
     pid = project["id"]
     make_pool(client, project, n=10, labeled=1)  # item 0 imported as "a"
     imported_id, fresh_id = _item_ids(client, pid, 2)
-    served = client.get(f"{API}/projects/{pid}/next", params={"annotator": "ann"}).json()["items"][0]
+    next_page = client.get(f"{API}/projects/{pid}/next", params={"annotator": "ann"})
+    served = next_page.json()["items"][0]
     lease_id, item_id = served["lease_id"], served["item"]["id"]
     given = _annotate(client, pid, item_id, "b", annotator="ann", lease_id=lease_id)
 
@@ -160,17 +164,21 @@ def test_undo_restores_the_previous_label_and_relets_the_item(client):
     relabeled = _annotate(client, pid, item_id, "c", annotator="ann", lease_id=lease["lease_id"])
     assert relabeled["labels"] == ["c"]
     history = client.get(f"{API}/projects/{pid}/items/{item_id}").json()["annotations"]
-    assert [(a["labels"], a["method"]) for a in history] == [(["b"], None), ([], "undo"), (["c"], None)]
+    steps = [(a["labels"], a["method"]) for a in history]
+    assert steps == [(["b"], None), ([], "undo"), (["c"], None)]
 
     # Undoing a relabel of an imported item brings the imported label back.
     over = _annotate(client, pid, imported_id, "b", annotator="ann", replace=True)
-    back = client.post(f"{API}/projects/{pid}/annotations/{over['id']}/undo", json={"annotator": "ann"})
+    url = f"{API}/projects/{pid}/annotations/{over['id']}/undo"
+    back = client.post(url, json={"annotator": "ann"})
     assert back.status_code == 201
-    assert back.json()["item"]["labels"] == ["a"] and back.json()["item"]["label_source"] == "imported"
+    restored = back.json()["item"]
+    assert restored["labels"] == ["a"] and restored["label_source"] == "imported"
     assert back.json()["lease"] is None
     current = _review(client, pid, source="imported")["rows"]
     assert [r["item"]["id"] for r in current] == [imported_id]
-    imported = next(a for a in client.get(f"{API}/projects/{pid}/items/{imported_id}").json()["annotations"])
+    history = client.get(f"{API}/projects/{pid}/items/{imported_id}").json()["annotations"]
+    imported = next(a for a in history)
     denied = client.post(f"{API}/projects/{pid}/annotations/{imported['id']}/undo", json={})
     assert denied.status_code == 409  # only human labels
     assert fresh_id != imported_id
