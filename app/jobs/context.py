@@ -29,9 +29,12 @@ def job_context(
     ``extra_hooks`` runs (the API process adds its queue-ranking invalidation).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sm = sessionmaker or make_sessionmaker(make_engine(settings))
-    store = store or ArtifactStore(Path(settings.data_dir))
-    index_store = index_store or IndexStore()
+    # `is None`, not `or`: an empty IndexStore is falsy (it has __len__)
+    sm = sessionmaker if sessionmaker is not None else make_sessionmaker(make_engine(settings))
+    store = store if store is not None else ArtifactStore(Path(settings.data_dir))
+    index_store = index_store if index_store is not None else IndexStore()
+    if embedders is None:
+        embedders = EmbedderCache(batch_size=settings.embed_batch_size)
     hooks = (
         *extra_hooks,
         on_checkpoint_hook(sessionmaker=sm, store=store, indexes=index_store, settings=settings),
@@ -45,7 +48,7 @@ def job_context(
         sessionmaker=sm,
         settings=settings,
         store=store,
-        embedders=embedders or EmbedderCache(batch_size=settings.embed_batch_size),
+        embedders=embedders,
         index_store=index_store,
         on_checkpoint=on_checkpoint,
     )
