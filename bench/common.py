@@ -111,15 +111,22 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def fashion_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A uniform random subsample (without replacement) of ``n`` Fashion-MNIST train images
-    (pixels in [0, 1], float32 ``[n, 784]``) and their class ids (10 classes)."""
+def fashion_mnist(n: int, seed: int = 0, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """A uniform random subsample (without replacement) of ``n`` Fashion-MNIST images of
+    ``split`` (``"train"`` or ``"t10k"``): pixels in [0, 1], float32 ``[n, 784]``, and their
+    class ids (10 classes)."""
     folder = DATA / "fashion_mnist"
-    images = _idx(folder / "train-images-idx3-ubyte.gz")
-    labels = _idx(folder / "train-labels-idx1-ubyte.gz")
+    images = _idx(folder / f"{split}-images-idx3-ubyte.gz")
+    labels = _idx(folder / f"{split}-labels-idx1-ubyte.gz")
     chosen = np.sort(np.random.default_rng(seed).choice(images.shape[0], n, replace=False))
     pixels = images[chosen].reshape(n, -1).astype(np.float32) / 255.0
     return pixels, labels[chosen].astype(np.int64)
+
+
+def fashion_mnist_test(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform random subsample of ``n`` Fashion-MNIST test (t10k) images, as
+    :func:`fashion_mnist`."""
+    return fashion_mnist(n, seed, split="t10k")
 
 
 def noisy_copies(

@@ -38,8 +38,8 @@ Usage::
     nice -n 10 .venv/bin/python bench/query_latency.py --quick   # 10k and 100k
     nice -n 10 .venv/bin/python bench/query_latency.py           # 10k, 100k and 1M
 
-Writes ``bench/out/query_latency.csv`` (and ``query_latency.png`` when matplotlib is
-available).
+Writes ``bench/out/query_latency.csv`` (``--out``; rewritten after every worker, so an
+interrupted run keeps what it measured) and ``query_latency.png`` when matplotlib is available.
 """
 
 import argparse
@@ -320,6 +320,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per query")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=common.OUT / "query_latency.csv")
     parser.add_argument("--worker", choices=["strategy", "e2e"])
     parser.add_argument("--name")
     parser.add_argument("--size", type=int)
@@ -358,21 +359,22 @@ def main() -> None:
                 budget = 30.0 + args.timeout * len(BATCHES)
             worker_args += ["--repeats", str(args.repeats)]
             rows, timed_out = _run(worker_args, args.threads, budget)
+            for row in rows:
+                row["data"] = DATA_NOTE
             results += rows
             done = {(r["method"], r["batch"]) for r in rows}
             if timed_out and method != "e2e":
                 results += [
                     {"method": method, "pool": size, "batch": b, "seconds": float("inf"),
-                     "cpu_seconds": None, "calls": 0, "peak_mb": None, "timed_out": True}
+                     "cpu_seconds": None, "calls": 0, "peak_mb": None, "timed_out": True,
+                     "data": DATA_NOTE}
                     for b in BATCHES if (method, b) not in done
                 ]
-    for row in results:
-        row["data"] = DATA_NOTE
-    common.write_csv(common.OUT / "query_latency.csv", results)
+            common.write_csv(args.out, results)  # after every worker: a partial run counts
     print(f"\npool: {DATA_NOTE}; probs: 10-class centroid softmax; "
           f"times: median wall seconds per query (median CPU seconds), {args.threads} threads")
     print(_pivot(results, sizes))
-    _plot(results, sizes)
+    _plot(results, sizes, args.out.with_suffix(".png"))
 
 
 def _pivot(results: list[dict[str, Any]], sizes: list[int]) -> str:
@@ -398,7 +400,7 @@ def _pivot(results: list[dict[str, Any]], sizes: list[int]) -> str:
     return common.table(rows, columns)
 
 
-def _plot(results: list[dict[str, Any]], sizes: list[int]) -> None:
+def _plot(results: list[dict[str, Any]], sizes: list[int], path: Path) -> None:
     try:
         import matplotlib
 
@@ -418,7 +420,7 @@ def _plot(results: list[dict[str, Any]], sizes: list[int]) -> None:
            title=f"Query latency ({DATA_NOTE})")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(common.OUT / "query_latency.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
