@@ -26,9 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 API = "/api/v1"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+@pytest.fixture(scope="session", autouse=True)
+def _browser_available() -> None:
+    """Skip every browser test (before the server starts) without Playwright or Chromium."""
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
 def _free_port() -> int:
@@ -111,7 +115,9 @@ def trained_demo(server: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
