@@ -523,12 +523,16 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def run_mining(datasets: list[str], repeats: int, threads: int) -> list[dict[str, Any]]:
+def run_mining(
+    datasets: list[str], repeats: int, threads: int, only: list[str] | None = None
+) -> list[dict[str, Any]]:
     rows = []
     for dataset in datasets:
         configs = [*CONFIGS, *QUARRY_ONLY]
         if dataset != "banking77":
             configs = [c for c in configs if c in SHARED_AT_100K or c in QUARRY_ONLY]
+        if only:
+            configs = [c for c in configs if c in only]
         for config in configs:
             methods = ["quarry", "st"] if config in CONFIGS else ["quarry"]
             for method in methods:
@@ -640,6 +644,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", nargs="+", type=int, help="index sizes to run")
     parser.add_argument(
+        "--configs", nargs="+", choices=[*CONFIGS, *QUARRY_ONLY], help="mining configs to run"
+    )
+    parser.add_argument(
         "--kinds", nargs="+", choices=["ivf", "hnsw"], default=["ivf", "hnsw"],
         help="approximate indexes to compare with flat (always run: it is the reference)",
     )
@@ -681,7 +688,7 @@ def main() -> None:
         datasets = args.datasets or (
             ["banking77"] if args.quick else ["banking77", "banking77x10"]
         )
-        mining = run_mining(datasets, args.repeats, args.threads)
+        mining = run_mining(datasets, args.repeats, args.threads, args.configs)
         _write_csv(OUT / "negatives_mining.csv", mining)
         print()
         print(
