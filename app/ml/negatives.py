@@ -139,7 +139,7 @@ def complementary_class_totals(
     """float64 ``[n_classes]`` weighted counts of the ordinary (non-complementary) rows, the
     class frequencies that balanced class weighting divides by."""
     keep = ~complementary
-    return np.bincount(y[keep], weights=weights[keep], minlength=n_classes)
+    return np.bincount(y[keep], weights=weights[keep], minlength=n_classes).astype(np.float64)
 
 
 def per_row_loss(

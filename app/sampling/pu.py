@@ -186,7 +186,8 @@ def select_pu_negatives(
         unlabeled_sum += block.sum(axis=0, dtype=np.float64)
         blocks.append((start, rows))
     if rocchio:
-        c_pos, c_unl = rocchio_prototypes(pos_vectors, (unlabeled_sum / candidates.size))
+        unlabeled_mean = (unlabeled_sum / candidates.size).astype(np.float32)
+        c_pos, c_unl = rocchio_prototypes(pos_vectors, unlabeled_mean)
         c_pos /= max(float(np.linalg.norm(c_pos)), 1e-12)
         c_unl /= max(float(np.linalg.norm(c_unl)), 1e-12)
         direction = (c_pos - c_unl).astype(np.float32)
