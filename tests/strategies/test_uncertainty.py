@@ -46,6 +46,16 @@ def test_margin_matches_full_sort_reference() -> None:
     np.testing.assert_allclose(margin_scores(probs), reference, rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 64, 65, 300])
+def test_margin_both_code_paths_match_the_sort_reference(n_classes: int) -> None:
+    # <= 64 classes: running maxima over columns; more: argmax, mask, max
+    probs = np.random.default_rng(n_classes).dirichlet(np.ones(n_classes), 400)
+    probs = probs.astype(np.float32)
+    ordered = np.sort(probs.astype(np.float64), axis=1)
+    reference = 1.0 - (ordered[:, -1] - ordered[:, -2])
+    np.testing.assert_allclose(margin_scores(probs), reference, rtol=0, atol=1e-6)
+
+
 def test_least_confidence_and_entropy_match_brute_force() -> None:
     probs = _dirichlet_probs()
     probs[:5, 0] = 0.0  # exact zeros must count as 0 log 0 = 0
