@@ -29,7 +29,8 @@ Methods:
   ``QueryInstanceCoresetGreedy`` through our adapter (at most 5,000 candidates, prefiltered by
   margin).
 * modAL 0.4: ``modal:uncertainty`` / ``modal:margin`` / ``modal:entropy`` (``modAL.uncertainty``)
-  and ``modal:ranked_batch`` (``modAL.batch.uncertainty_batch_sampling``), called with the same
+  and, only when named in ``--methods`` (it takes ~10 minutes per dataset here),
+  ``modal:ranked_batch`` (``modAL.batch.uncertainty_batch_sampling``), called with the same
   fitted learner and pool features.
 
 Reported per dataset and method (means over seeds): accuracy at each grid point; ``labels@95``:
@@ -48,7 +49,8 @@ Usage::
     nice -n 10 .venv/bin/python bench/label_efficiency.py          # all four datasets, 3 seeds
 
 Writes ``bench/out/label_efficiency_curves.csv`` (one row per dataset, method, seed and grid
-point), ``bench/out/label_efficiency.csv`` (the summary) and ``label_efficiency.png``.
+point), ``bench/out/label_efficiency.csv`` (the summary) and ``label_efficiency.png``
+(``--tag`` adds a suffix); the CSVs are rewritten after every dataset.
 """
 
 import argparse
@@ -75,7 +77,10 @@ OURS = (
     "information_density", "typical",
 )
 ALIPY = ("alipy_least_confident", "alipy_margin", "alipy_entropy", "alipy_coreset")
-MODAL = ("modal:uncertainty", "modal:margin", "modal:entropy", "modal:ranked_batch")
+MODAL = ("modal:uncertainty", "modal:margin", "modal:entropy")
+# modAL's ranked batch is O(batch x pool x d) in Python-level loops: ~10 min per dataset here,
+# so it runs only when named (--methods ...,modal:ranked_batch)
+OPTIONAL = ("modal:ranked_batch",)
 QUICK_METHODS = ("random", "margin", "entropy", "kcenter", "badge", "typical",
                  "alipy_margin", "modal:margin")
 # which original each of our strategies is compared with
@@ -318,6 +323,7 @@ def main() -> None:
     parser.add_argument("--datasets", default=None, help="comma-separated dataset names")
     parser.add_argument("--methods", default=None, help="comma-separated method names")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
     args = parser.parse_args()
     datasets = (
         args.datasets.split(",") if args.datasets
@@ -337,8 +343,9 @@ def main() -> None:
         rows, table_rows = run_dataset(ds, methods, args.seeds)
         curves += rows
         summary += table_rows
-    common.write_csv(common.OUT / "label_efficiency_curves.csv", curves)
-    common.write_csv(common.OUT / "label_efficiency.csv", summary)
+        suffix = f"_{args.tag}" if args.tag else ""
+        common.write_csv(common.OUT / f"label_efficiency_curves{suffix}.csv", curves)
+        common.write_csv(common.OUT / f"label_efficiency{suffix}.csv", summary)
     columns = ["method", "first_acc", "final_acc", "labels@95", "vs_random", "auc", "auc_sd",
                "query_cpu_s"]
     for name in datasets:
@@ -349,7 +356,7 @@ def main() -> None:
     print("\nours vs originals (AUC difference, in units of the larger seed SD):")
     print(common.table(_comparisons(summary), ["dataset", "ours", "original", "auc_ours",
                                                "auc_original", "diff", "diff_in_sd"]))
-    _plot(curves, datasets, args.seeds)
+    _plot(curves, datasets, args.seeds, common.OUT / f"label_efficiency{suffix}.png")
 
 
 def _comparisons(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -368,7 +375,7 @@ def _comparisons(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _plot(curves: list[dict[str, Any]], datasets: list[str], seeds: int) -> None:
+def _plot(curves: list[dict[str, Any]], datasets: list[str], seeds: int, path: Path) -> None:
     try:
         import matplotlib
 
@@ -391,7 +398,7 @@ def _plot(curves: list[dict[str, Any]], datasets: list[str], seeds: int) -> None
         ax.set(title=f"{name} (mean of {seeds} seeds)", xlabel="labels", ylabel="test accuracy")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(common.OUT / "label_efficiency.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
