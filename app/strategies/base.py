@@ -132,7 +132,9 @@ def top_k(
         candidates: int64 ``[m]`` positions.
         scores: float ``[m]`` acquisition score per candidate (higher is better; NaN = lowest).
         n: how many to take.
-        rng: seeded generator for tie-breaking (small-text's ``argselect`` idea).
+        rng: seeded generator for tie-breaking (small-text's ``argselect`` idea): ties at the
+            cut are drawn uniformly, and equal scores are ordered at random. Costs one
+            ``np.partition`` over ``m``, not a permutation of the whole pool.
 
     Returns:
         Selection of ``n`` positions sorted by descending score.
@@ -145,12 +147,19 @@ def top_k(
         raise PoolExhausted(
             f"asked for {n} items but only {m} candidates", requested=n, available=m
         )
-    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-    order = rng.permutation(m)  # random tie-breaking, reproducible under the seed
-    shuffled = s[order]
-    part = np.argpartition(-shuffled, n - 1)[:n] if n < m else np.arange(m)
-    best = part[np.argsort(-shuffled[part], kind="stable")]
-    chosen = order[best]
+    s = np.asarray(scores, dtype=np.float64)
+    s = np.where(np.isnan(s), -np.inf, s)
+    if n < m:  # the n-th largest value splits the pool; ties at it are drawn at random
+        kth = np.partition(s, m - n)[m - n]
+        above = np.flatnonzero(s > kth)
+        ties = np.flatnonzero(s == kth)
+        need = n - above.size
+        drawn = ties if need >= ties.size else rng.choice(ties, need, replace=False)
+        picked = np.concatenate([above, drawn])
+    else:
+        picked = np.arange(m)
+    picked = picked[rng.permutation(picked.size)]  # random order among equal scores
+    chosen = picked[np.argsort(-s[picked], kind="stable")]
     return Selection(
         positions=candidates[chosen].astype(np.int64), scores=s[chosen].astype(np.float64)
     )
