@@ -219,7 +219,7 @@ class TrainNegatives(BaseModel):
     pu: bool | None = Field(
         None,
         description="draw negatives from the unlabeled pool (PU); default: on when only one "
-        "class has human labels",
+        "class has human labels in a binary or multilabel project (multiclass: set true)",
     )
     pu_weight: float = Field(0.5, gt=0.0, le=10.0, description="loss weight of a PU negative")
     max_pu_negatives: int = Field(10_000, ge=1, le=1_000_000)

@@ -54,7 +54,7 @@ def request_training(
     ensure_no_running_training(session, project)
     _ensure_trainable(
         session, project, positive_only=positive_only_allowed(
-            NegativeSettings.from_params(body.negatives.model_dump())
+            NegativeSettings.from_params(body.negatives.model_dump()), project.task
         )
     )
     job, _ = create_job(

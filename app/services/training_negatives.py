@@ -171,7 +171,7 @@ def build_negatives(
         classes.append(facts.classes[keep])
         weights.append(np.ones(int(keep.sum()), dtype=np.float32))
     seen = labeled_classes(targets, task)
-    use_pu = settings.pu if settings.pu is not None else seen.size == 1
+    use_pu = settings.pu if settings.pu is not None else auto_pu(task) and seen.size == 1
     if use_pu:
         if seen.size != 1:
             raise ValueError(
@@ -299,14 +299,21 @@ def config_for(config: TrainConfig, negatives: TrainingNegatives) -> TrainConfig
     return replace(config, epochs=epochs, min_steps=0)
 
 
-def positive_only_allowed(settings: NegativeSettings) -> bool:
+def auto_pu(task: str) -> bool:
+    """Whether ``pu: null`` turns PU negatives on for a positive-only ``task``: binary and
+    multilabel (one-vs-rest) projects; a multiclass project asks with ``pu: true``."""
+    return task in ("binary", "multilabel")
+
+
+def positive_only_allowed(settings: NegativeSettings, task: str) -> bool:
     """Whether a train request may start with human labels of only one class."""
-    return settings.pu is not False
+    return settings.pu is True or (settings.pu is None and auto_pu(task))
 
 
 __all__ = [
     "Facts",
     "NegativeSettings",
+    "auto_pu",
     "TrainingNegatives",
     "build_negatives",
     "config_for",

@@ -109,3 +109,17 @@ def test_bad_negative_settings_name_the_field(client):
     response = client.post(f"{API}/projects/{pid}/train", json={"negatives": {"pu_weight": -1}})
     assert response.status_code == 422
     assert "pu_weight" in str(response.json()["errors"][0]["loc"])
+
+
+def test_a_one_class_multiclass_project_trains_pu_only_when_asked(client):
+    project = make_project(client, name="one-class")
+    pid = project["id"]
+    make_pool(client, project, n=30)
+    items = client.get(f"{API}/projects/{pid}/items", params={"limit": 5}).json()["items"]
+    for item in items:
+        client.post(f"{API}/projects/{pid}/annotations", json={"item_id": item["id"], "label": "a"})
+    refused = client.post(f"{API}/projects/{pid}/train", json={})
+    assert refused.status_code == 409
+    assert "2 classes" in refused.json()["detail"]
+    asked = client.post(f"{API}/projects/{pid}/train", json={"negatives": {"pu": True}})
+    assert asked.status_code == 202, asked.text
