@@ -89,7 +89,7 @@ async def import_items(
     """Import items atomically (all rows or none; 422 lists the bad rows).
 
     Body: a JSON array of records, JSONL/CSV with the matching content type, or a multipart
-    ``file`` (JSON, JSONL, CSV, Parquet, NPY). ``ignore_labels`` drops the label column.
+    ``file`` (JSON, JSONL, CSV, Parquet, NPY). ``ignore_labels`` drops every pre-label.
     Large text/image imports are embedded by a job: 202 with ``job_id``.
     """
     columns = ColumnMap(
@@ -97,6 +97,8 @@ async def import_items(
         ignore_labels=ignore_labels,
     )
     records = await _read_records(request, columns, services.settings.max_upload_bytes)
+    if ignore_labels:  # CSV/Parquet already skipped the column; JSON records carry `label`
+        records = [record.model_copy(update={"label": None}) for record in records]
     body, queued = await run_in_threadpool(
         importing.import_items,
         session,

@@ -82,14 +82,18 @@ def test_jsonl_and_npy_uploads(client):
     pid = project["id"]
     jsonl = b'{"vector": [1, 0, 0]}\n{"vector": [0, 1, 0], "label": "b"}\n'
     assert client.post(f"{API}/projects/{pid}/items", files={"file": ("x.jsonl", jsonl)}).status_code == 201
+    bodies = ({"files": {"file": ("y.jsonl", jsonl)}}, {"json": [{"vector": [0, 0, 1], "label": "c"}]})
+    for body in bodies:
+        hidden = client.post(f"{API}/projects/{pid}/items", params={"ignore_labels": "1"}, **body)
+        assert hidden.status_code == 201 and hidden.json()["labeled"] == 0, hidden.text
     buffer = io.BytesIO()
     np.save(buffer, np.eye(3, dtype=np.float32))
     response = client.post(f"{API}/projects/{pid}/items", files={"file": ("x.npy", buffer.getvalue())})
-    assert response.status_code == 201 and response.json()["pool_size"] == 5
+    assert response.status_code == 201 and response.json()["pool_size"] == 8
     wrong_dim = io.BytesIO()
     np.save(wrong_dim, np.ones((2, 4), dtype=np.float32))
     bad = client.post(f"{API}/projects/{pid}/items", files={"file": ("y.npy", wrong_dim.getvalue())})
-    assert bad.status_code == 422 and _count(client, pid) == 5
+    assert bad.status_code == 422 and _count(client, pid) == 8
 
 
 def test_malformed_jsonl_names_the_line(client):
