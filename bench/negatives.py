@@ -38,12 +38,8 @@ matplotlib is available).
 """
 
 import argparse
-import csv
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,10 +48,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
-DATA = ROOT.parent / "shared" / "data" / "banking77"
-NOISE = 0.5
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ROOT = common.ROOT
+OUT = common.OUT
+NOISE = common.NOISE
 K = 10
 MINE_ANCHORS = 10_000  # the target: 10k anchors against the 1M pool, k = 10, in <= 20 s
 
@@ -87,73 +85,22 @@ QUARRY_ONLY: dict[str, dict[str, Any]] = {
 SHARED_AT_100K = ("top", "top+abs_margin0.05", "random+range100")
 
 
-def _rss_mb() -> float:
-    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _current_rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
 
 
-def _read_split(split: str) -> tuple[list[str], list[str]]:
-    with open(DATA / f"{split}.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r["text"] for r in rows], [r["label"] for r in rows]
-
-
-def banking77() -> dict[str, np.ndarray]:
-    """Real MiniLM vectors and intents of both splits (embedded once, cached as .npy)."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    intents: dict[str, int] = {}
-    for split in ("train", "test"):
-        texts, labels = _read_split(split)
-        cache = OUT / f"banking77_{split}_minilm.npy"
-        if not cache.exists():
-            from app.ml.embedders import make_embedder
-
-            print(
-                f"embedding {len(texts)} {split} texts with MiniLM (cached to {cache})", flush=True
-            )
-            vectors = make_embedder("minilm").embed(texts)
-            np.save(cache, np.asarray(vectors, dtype=np.float32))
-        arrays[f"{split}_vectors"] = np.load(cache)
-        arrays[f"{split}_intents"] = np.array(
-            [intents.setdefault(label, len(intents)) for label in labels], dtype=np.int64
-        )
-    return arrays
-
-
 def noisy_copies(
     vectors: np.ndarray, copies: int, *, seed: int, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``copies`` noisy copies of each row (noise L2 norm ~NOISE), renormalized; returns
-    (vectors float32 [m, d], source row int64 [m])."""
-    n, dim = vectors.shape
-    total = n * copies if limit is None else min(limit, n * copies)
-    source = np.arange(total, dtype=np.int64) % n
-    rng = np.random.default_rng(seed)
-    out = np.empty((total, dim), dtype=np.float32)
-    for start in range(0, total, 65536):
-        stop = min(total, start + 65536)
-        block = vectors[source[start:stop]] + rng.normal(
-            scale=NOISE / np.sqrt(dim), size=(stop - start, dim)
-        ).astype(np.float32)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        out[start:stop] = block
-    return out, source
+    """``copies`` noisy copies of each row (at most ``limit``): :func:`common.noisy_copies`."""
+    total = len(vectors) * copies if limit is None else min(limit, len(vectors) * copies)
+    return common.noisy_copies(vectors, total, seed=seed, noise=NOISE)
 
 
 def mining_set(name: str) -> dict[str, np.ndarray]:
     """Corpus, anchors, each anchor's positive row, and intents, for a mining dataset."""
-    data = banking77()
+    data = common.banking77()
     if name == "banking77":
         corpus, corpus_src = data["train_vectors"], np.arange(len(data["train_vectors"]))
         anchors, anchor_src = data["test_vectors"], np.arange(len(data["test_vectors"]))
@@ -231,7 +178,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             probs = np.zeros((n_corpus, int(data["corpus_intents"].max()) + 1), dtype=np.float32)
             probs[:, classifier.classes_] = classifier.predict_proba(data["corpus"])
             params["probs"] = probs
-    base = _current_rss_mb()
+    base = common.current_rss_mb()
     index_config = IndexConfig(exact_below=50_000, approximate="ivf", recall_target=0.95)
     times, build_times, result, kind = [], [], None, ""
     for _ in range(repeats):
@@ -264,7 +211,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         "fn_rate": _false_negative_rate(
             result.negative_positions, data["anchor_intents"], data["corpus_intents"]
         ),
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": common.peak_rss_mb(),
         "base_rss_mb": base,
         "index": kind,
     }
@@ -321,7 +268,7 @@ def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             "positive": [f"c{i}" for i in data["positives"].tolist()],
         }
     )
-    base = _current_rss_mb()
+    base = common.current_rss_mb()
     times, mined = [], None
     for _ in range(repeats):
         started = time.perf_counter()
@@ -347,7 +294,7 @@ def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         "index_seconds": None,
         "negatives": int(len(negatives)),
         "fn_rate": float(same.mean()) if len(same) else 0.0,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": common.peak_rss_mb(),
         "base_rss_mb": base,
         "index": "flat (IndexFlatIP)",
     }
@@ -362,7 +309,7 @@ def index_vectors(size: int) -> tuple[Path, Path]:
     """Embedding-like corpus of ``size`` rows and 10k queries, cached as .npy (memory-mapped)."""
     corpus_path = OUT / f"index_corpus_{size}.npy"
     query_path = OUT / "index_queries_10000.npy"
-    data = banking77()
+    data = common.banking77()
     if not corpus_path.exists():
         copies = -(-size // len(data["train_vectors"]))
         corpus, _ = noisy_copies(data["train_vectors"], copies, seed=5, limit=size)
@@ -383,7 +330,7 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
     corpus = np.load(corpus_path, mmap_mode="r")
     queries = np.load(query_path)
     truth_path = OUT / f"index_truth_{size}.npy"
-    base = _current_rss_mb()
+    base = common.current_rss_mb()
     build_times, index, recall_cal = [], None, None
     for _ in range(build_repeats):
         del index
@@ -470,7 +417,7 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
         "mine_anchors_per_s": MINE_ANCHORS / mine_seconds,
         "mine_recall_at_10": mine_recall,
         "sweep": json.dumps(sweep),
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": common.peak_rss_mb(),
         "base_rss_mb": base,
         "threads": faiss.omp_get_max_threads(),
     }
@@ -482,45 +429,12 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
 
 
 def _run_worker(args: list[str], threads: int) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, __file__, "--threads", str(threads), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    result = common.run_worker(
+        Path(__file__), ["--threads", str(threads), *args], threads=threads, timeout_s=24 * 3600.0
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    rule = "-|-".join("-" * w for w in widths)
-    body = [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([line, rule, *body])
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return "" if value is None else str(value)
+    if result is None:
+        raise RuntimeError(f"worker {args} ran past a day")
+    return result
 
 
 def run_mining(
@@ -682,21 +596,21 @@ def main() -> None:
         return
 
     OUT.mkdir(parents=True, exist_ok=True)
-    banking77()  # embed once in the parent, so workers only load the cache
+    common.banking77()  # embed once in the parent, so workers only load the cache
     mining, indexes = [], []
     if not args.skip_mining:
         datasets = args.datasets or (
             ["banking77"] if args.quick else ["banking77", "banking77x10"]
         )
         mining = run_mining(datasets, args.repeats, args.threads, args.configs)
-        _write_csv(OUT / "negatives_mining.csv", mining)
+        common.write_csv(OUT / "negatives_mining.csv", mining)
         print()
         print(
             f"Mining, k={K}, {args.threads} threads, median of {args.repeats} "
             "(banking77: real MiniLM; banking77x10: real + noise copies)"
         )
         print(
-            _table(
+            common.table(
                 mining,
                 [
                     "dataset",
@@ -718,14 +632,14 @@ def main() -> None:
     if not args.skip_index:
         sizes = args.sizes or ([100_000] if args.quick else [100_000, 1_000_000])
         indexes = run_indexes(sizes, args.repeats, args.threads, tuple(args.kinds))
-        _write_csv(OUT / "negatives_index.csv", indexes)
+        common.write_csv(OUT / "negatives_index.csv", indexes)
         print()
         print(
             f"Indexes: 10k queries, k=10, {args.threads} threads; vectors: real MiniLM "
             "Banking77 + noise, renormalized; search median of repeats"
         )
         print(
-            _table(
+            common.table(
                 indexes,
                 [
                     "kind",
