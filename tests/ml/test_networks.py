@@ -82,7 +82,7 @@ def test_cnn_checkpoint_round_trip_and_mc_dropout(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cnn_learns_real_digits() -> None:
     x, y = _digits()
-    config = TrainConfig(architecture="cnn", epochs=30, min_steps=0)
+    config = TrainConfig(architecture="cnn", epochs=60, min_steps=0)
     net = fit_supervised(x[:1000], y[:1000], config=config, seed=0, device="cpu")
     accuracy = (predict_proba(net, x[1000:]).argmax(1) == y[1000:]).mean()
     assert accuracy > 0.9
