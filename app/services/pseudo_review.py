@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound, PoolExhausted
@@ -34,6 +34,7 @@ from app.schemas.labels import AnnotationCreate
 from app.schemas.pseudo_labels import PseudoVerdictCreate
 from app.services import labeling
 from app.services.queue import now_utc
+from app.services.review_leases import take_leases
 
 METHOD = "pseudo_confirmation"
 
@@ -114,37 +115,18 @@ def next_to_confirm(
     not_labeled = R.item_id.in_(
         select(Item.id).where(Item.project_id == project.id, Item.status != ItemStatus.LABELED)
     )
-    held = list(
-        session.scalars(
-            select(R.id)
-            .where(queued, not_labeled, R.leased_by == annotator, R.lease_expires_at > now)
-            .order_by(R.id)
-            .limit(n)
-        ).all()
-    )
-    free = or_(R.lease_expires_at.is_(None), R.lease_expires_at <= now)
     active_first = case((R.checkpoint_id == project.active_checkpoint_id, 0), else_=1)
-    while len(held) < n:
-        conditions = [queued, not_labeled, free]
-        if held:
-            conditions.append(R.id.not_in(held))
-        candidates = session.scalars(
-            select(R.id)
-            .where(*conditions)
-            .order_by(active_first, R.checkpoint_id.desc(), R.id)
-            .limit(n - len(held))
-        ).all()
-        if not candidates:
-            break
-        for review_id in candidates:
-            result = session.execute(
-                update(R)
-                .where(R.id == review_id, queued, free)
-                .values(leased_by=annotator, lease_expires_at=expires)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                held.append(review_id)
+    held = take_leases(
+        session,
+        R,
+        eligible=and_(queued, not_labeled),
+        guard=queued,
+        order_by=(active_first, R.checkpoint_id.desc(), R.id),
+        annotator=annotator,
+        n=n,
+        now=now,
+        expires=expires,
+    )
     if not held:
         raise PoolExhausted("no pseudo-label is waiting for confirmation", available=0)
     session.flush()

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import Conflict, InvalidInput, NotFound, PoolExhausted
@@ -22,6 +22,7 @@ from app.schemas.labels import AnnotationCreate
 from app.schemas.mining import VerdictCreate
 from app.services import labeling
 from app.services.queue import now_utc
+from app.services.review_leases import take_leases
 
 CONFIG_IGNORED = ("anchors", "seed", "enqueue", "output")
 """Request fields that do not change what a mining configuration mines."""
@@ -51,40 +52,17 @@ def next_to_verify(
         NegativeTriplet.project_id == project.id,
         NegativeTriplet.verify_status == VerifyStatus.QUEUED,
     )
-    held = list(
-        session.scalars(
-            select(NegativeTriplet.id)
-            .where(
-                queued,
-                NegativeTriplet.leased_by == annotator,
-                NegativeTriplet.lease_expires_at > now,
-            )
-            .order_by(NegativeTriplet.id)
-            .limit(n)
-        ).all()
+    held = take_leases(
+        session,
+        NegativeTriplet,
+        eligible=queued,
+        guard=queued,
+        order_by=(NegativeTriplet.run_id, NegativeTriplet.anchor_item_id, NegativeTriplet.rank),
+        annotator=annotator,
+        n=n,
+        now=now,
+        expires=expires,
     )
-    free = or_(NegativeTriplet.lease_expires_at.is_(None), NegativeTriplet.lease_expires_at <= now)
-    while len(held) < n:
-        conditions = [queued, free]
-        if held:
-            conditions.append(NegativeTriplet.id.not_in(held))
-        candidates = session.scalars(
-            select(NegativeTriplet.id)
-            .where(*conditions)
-            .order_by(NegativeTriplet.run_id, NegativeTriplet.anchor_item_id, NegativeTriplet.rank)
-            .limit(n - len(held))
-        ).all()
-        if not candidates:
-            break
-        for triplet_id in candidates:
-            result = session.execute(
-                update(NegativeTriplet)
-                .where(NegativeTriplet.id == triplet_id, queued, free)
-                .values(leased_by=annotator, lease_expires_at=expires)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                held.append(triplet_id)
     if not held:
         raise PoolExhausted("no mined negative is waiting for verification", available=0)
     session.flush()
