@@ -1,6 +1,7 @@
 """Take annotations: append-only history, never a silent overwrite, idempotent retries."""
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, LabelConflict, NotFound
@@ -24,13 +25,13 @@ def annotate(
         LabelConflict: the item has a different human label and ``replace`` is false.
         Conflict: the idempotency key was used for a different request.
     """
+    item = get_item(session, project, body.item_id)
+    # Lock the item row (PostgreSQL: FOR UPDATE; SQLite's BEGIN IMMEDIATE already serializes
+    # writers) and re-read it: two concurrent submissions for one item are serialized, so the
+    # second sees the first's label (409, not a silent overwrite) and its idempotency key.
+    session.refresh(item, with_for_update=True)
     if idempotency_key:
-        previous = session.scalar(
-            select(Annotation).where(
-                Annotation.project_id == project.id,
-                Annotation.idempotency_key == idempotency_key,
-            )
-        )
+        previous = _by_idempotency_key(session, project, idempotency_key)
         if previous is not None:
             if previous.item_id != body.item_id or previous.labels != body.label_list():
                 raise Conflict(
@@ -38,7 +39,6 @@ def annotate(
                     field="Idempotency-Key",
                 )
             return previous, False
-    item = get_item(session, project, body.item_id)
     labels = _validate_labels(project, body.label_list())
     if (
         item.status == ItemStatus.LABELED
@@ -71,7 +71,14 @@ def annotate(
         created_at=now,
         extra={},
     )
-    session.add(annotation)
+    try:
+        with session.begin_nested():  # a key taken meanwhile by a request for another item
+            session.add(annotation)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            "this Idempotency-Key was used for a different annotation", field="Idempotency-Key"
+        ) from None
     item.status = ItemStatus.LABELED
     item.labels = labels
     item.label_source = LabelSource.HUMAN
@@ -107,6 +114,14 @@ def _validate_labels(project: Project, labels: list[str]) -> list[str]:
     if len(set(labels)) != len(labels):
         raise InvalidInput("labels repeat", field="labels")
     return labels
+
+
+def _by_idempotency_key(session: Session, project: Project, key: str) -> Annotation | None:
+    return session.scalar(
+        select(Annotation).where(
+            Annotation.project_id == project.id, Annotation.idempotency_key == key
+        )
+    )
 
 
 def _last_human(session: Session, item: Item) -> Annotation | None:
