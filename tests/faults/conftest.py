@@ -13,6 +13,7 @@ Every HTTP call carries ``Authorization: Bearer <ADMIN_KEY>`` and the servers ge
 ``QUARRY_BOOTSTRAP_ADMIN_KEY`` (ignored until auth is enabled).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -182,10 +183,8 @@ def private_pg() -> Iterator[PrivateCluster]:
         upgrade_to_head(cluster.url)
         yield cluster
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             cluster.ctl("-m", "immediate", "stop", timeout=30)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -231,7 +230,9 @@ def service_env(**settings: object) -> dict[str, str]:
         "QUARRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
     })
     for name, value in settings.items():
-        env[f"QUARRY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"QUARRY_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env
 
 
@@ -249,10 +250,8 @@ class Proc:
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole group (the server and its job child processes)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
@@ -293,7 +292,8 @@ class Spawner:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"uvicorn exited with {proc.popen.returncode}:\n{proc.tail()}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=2).status_code == 200:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=2)
+                if health.status_code == 200:
                     return proc
             except httpx.HTTPError:
                 pass
@@ -308,10 +308,8 @@ class Spawner:
         for proc in self.procs:
             if proc.popen.poll() is None:
                 proc.kill_group(signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
             proc.kill_group(signal.SIGKILL)  # children left behind by a group leader's exit
 
 

@@ -96,7 +96,7 @@ def test_two_annotators_racing_on_one_item_never_overwrite_silently(
     winners: dict[int, tuple[int, str]] = {}  # item -> (annotation id, label)
     for item_id in items:
         calls = [
-            (lambda c=c, label=label, who=who: c.post(
+            (lambda c=c, label=label, who=who, item_id=item_id: c.post(
                 f"{API}/projects/{pid}/annotations",
                 json={"item_id": item_id, "label": label, "annotator": who}))
             for c, label, who in ((clients[0], "a", "ann1"), (clients[1], "b", "ann2"))
@@ -124,7 +124,7 @@ def test_same_label_from_two_annotators_is_kept_twice(two_apis: list[Proc], pg_u
     acked: list[int] = []
     for item_id in items:
         responses = _race([
-            lambda c=c, who=who: c.post(f"{API}/projects/{pid}/annotations",
+            lambda c=c, who=who, item_id=item_id: c.post(f"{API}/projects/{pid}/annotations",
                                         json={"item_id": item_id, "label": "c", "annotator": who})
             for c, who in ((clients[0], "ann1"), (clients[1], "ann2"))
         ])
@@ -147,7 +147,7 @@ def test_a_retried_submission_with_one_idempotency_key_is_stored_once(
     for item_id in items:
         key = uuid.uuid4().hex
         responses = _race([
-            lambda c=c: c.post(f"{API}/projects/{pid}/annotations",
+            lambda c=c, item_id=item_id, key=key: c.post(f"{API}/projects/{pid}/annotations",
                                json={"item_id": item_id, "label": "a", "annotator": "ann1"},
                                headers={"Idempotency-Key": key})
             for c in (clients[0], clients[1], clients[0], clients[1])
