@@ -13,6 +13,7 @@ from app.errors import NotFound
 from app.jobs.runner import JobRunner
 from app.models import Project
 from app.sampling.index_store import IndexStore
+from app.schemas.ids import DbId
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
 from app.services.queue import RankingCache
@@ -52,7 +53,7 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_project(project_id: int, session: SessionDep) -> Project:
+def get_project(project_id: DbId, session: SessionDep) -> Project:
     """Load the path's project or 404."""
     project = session.get(Project, project_id)
     if project is None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Response
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.models import Job
+from app.schemas.ids import DbId
 from app.schemas.jobs import CheckpointRead, JobRead, PredictRequest, PredictResponse, TrainRequest
 from app.services import jobs, predicting, training
 
@@ -31,13 +32,13 @@ def train(
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-def read_job(job_id: int, session: SessionDep) -> Job:
+def read_job(job_id: DbId, session: SessionDep) -> Job:
     """A job's status, progress (0..1), metrics and error."""
     return jobs.get_job(session, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: int, session: SessionDep) -> Job:
+def cancel_job(job_id: DbId, session: SessionDep) -> Job:
     """Cancel a queued job, or stop a running one at its next progress report."""
     return jobs.cancel_job(session, jobs.get_job(session, job_id))
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Query, Response
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.api.pools import item_read
 from app.models import Checkpoint, Lease
+from app.schemas.fields import SafeStr
 from app.schemas.labels import AnnotationCreate, LeaseRead, NextResponse
 from app.schemas.pools import AnnotationRead
 from app.services import labeling, predicting, queue, stats
@@ -50,7 +51,7 @@ def next_items(
     project: ProjectDep,
     session: SessionDep,
     services: ServicesDep,
-    annotator: Annotated[str, Query(min_length=1, max_length=200)] = "anonymous",
+    annotator: Annotated[SafeStr, Query(min_length=1, max_length=200)] = "anonymous",
     n: Annotated[int, Query(ge=1, le=100)] = 1,
 ) -> dict[str, Any]:
     """The next item(s) to label, each under a lease no other annotator can hold.

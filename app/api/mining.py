@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
+from app.schemas.fields import SafeStr
+from app.schemas.ids import DbId
 from app.schemas.mining import (
     MineRequest,
     MineResponse,
@@ -44,7 +46,7 @@ def export_negatives(
     project: ProjectDep,
     session: SessionDep,
     format: Annotated[Literal["jsonl", "csv", "parquet"], Query()] = "jsonl",
-    run_id: int | None = None,
+    run_id: DbId | None = None,
     output: Annotated[Literal["triplet", "n-tuple"] | None, Query()] = None,
     verified: bool = False,
 ) -> Response:
@@ -72,7 +74,7 @@ def verify_next(
     project: ProjectDep,
     session: SessionDep,
     services: ServicesDep,
-    annotator: Annotated[str, Query(min_length=1, max_length=200)],
+    annotator: Annotated[SafeStr, Query(min_length=1, max_length=200)],
     n: Annotated[int, Query(ge=1, le=100)] = 1,
 ) -> dict[str, Any]:
     """Queued mined negatives to verify ("is this really not a c?"), each under a lease."""
@@ -86,7 +88,7 @@ def verify_next(
     "/{triplet_id}/verdict", status_code=201, response_model=VerdictRead, responses={409: {}}
 )
 def verdict(
-    triplet_id: int, body: VerdictCreate, project: ProjectDep, session: SessionDep
+    triplet_id: DbId, body: VerdictCreate, project: ProjectDep, session: SessionDep
 ) -> dict[str, Any]:
     """Confirm a mined negative, or mark it a false negative (labels it the anchor's label)."""
     return verification.record_verdict(session, project, triplet_id, body)

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.errors import InvalidInput, PayloadTooLarge
+from app.schemas.ids import DbId
 from app.schemas.pools import ImportAccepted, ItemDetail, ItemPage, ItemRead
 from app.services import importing, pools, predicting
 from app.services.indexing import IndexConfig
@@ -38,23 +39,45 @@ _UPLOAD_DOC = {
 }
 
 
-async def _read_records(request: Request, columns: ColumnMap, limit: int) -> list[Any]:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, read chunk by chunk and refused once it passes ``limit`` bytes.
+
+    A ``Content-Length`` above the limit is refused before anything is read; a chunked or
+    lying body is cut off at the first chunk past the limit (at most ``limit`` plus one
+    chunk is ever held in memory).
+
+    Raises:
+        PayloadTooLarge: 413 ``payload_too_large`` with ``context.limit`` (bytes).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"upload larger than {limit} bytes", limit=limit)
+        raise PayloadTooLarge(f"upload larger than {limit} bytes", field="body", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"upload larger than {limit} bytes", field="body", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_records(request: Request, columns: ColumnMap, limit: int) -> list[Any]:
+    data = await _read_body(request, limit)
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
-        form = await request.form(max_part_size=limit)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": data, "more_body": False}
+
+        form = await Request(request.scope, replay).form(max_part_size=limit)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("send the data as a 'file' field", field="file")
-        data = await upload.read()
+        payload = await upload.read()
         fmt = form.get("format")
         fmt = fmt if isinstance(fmt, str) and fmt else detect_format(upload.filename, upload.content_type)
-        return await run_in_threadpool(parse_records, data, fmt, columns)
-    data = await request.body()
-    if len(data) > limit:
-        raise PayloadTooLarge(f"upload larger than {limit} bytes", limit=limit)
+        return await run_in_threadpool(parse_records, payload, fmt, columns)
     if "ndjson" in ctype or "jsonl" in ctype:
         return await run_in_threadpool(parse_records, data, "jsonl", columns)
     if "csv" in ctype:
@@ -63,6 +86,8 @@ async def _read_records(request: Request, columns: ColumnMap, limit: int) -> lis
         raw = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise InvalidInput("body JSON nested too deeply", field="body") from None
     if not isinstance(raw, list):
         raise InvalidInput("the body is a JSON array of records", field="body")
     return validate_records(enumerate(raw, start=1))
@@ -135,7 +160,7 @@ def list_items(
 
 
 @router.get("/{item_id}", response_model=ItemDetail)
-def read_item(item_id: int, project: ProjectDep, session: SessionDep) -> dict[str, Any]:
+def read_item(item_id: DbId, project: ProjectDep, session: SessionDep) -> dict[str, Any]:
     """An item with its annotation history, current prediction and acquisition scores."""
     item = pools.get_item(session, project, item_id)
     prediction, row = predicting.item_prediction(project, item)

@@ -5,6 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
+from app.schemas.fields import SafeStr
+from app.schemas.ids import DbId
 from app.schemas.pseudo_labels import (
     PrecisionReport,
     PseudoReviewBatch,
@@ -21,7 +23,7 @@ def confirm_next(
     project: ProjectDep,
     session: SessionDep,
     services: ServicesDep,
-    annotator: Annotated[str, Query(min_length=1, max_length=200)],
+    annotator: Annotated[SafeStr, Query(min_length=1, max_length=200)],
     n: Annotated[int, Query(ge=1, le=100)] = 1,
 ) -> dict[str, Any]:
     """Pseudo-labels routed for confirmation ("is this a c?"), each under a lease."""
@@ -38,7 +40,7 @@ def confirm_next(
     responses={409: {}},
 )
 def verdict(
-    review_id: int, body: PseudoVerdictCreate, project: ProjectDep, session: SessionDep
+    review_id: DbId, body: PseudoVerdictCreate, project: ProjectDep, session: SessionDep
 ) -> dict[str, Any]:
     """Accept a pseudo-label (it becomes a human label) or reject it (optionally correcting it)."""
     return pseudo_review.record_verdict(session, project, review_id, body)

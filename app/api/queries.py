@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
+from app.schemas.ids import DbId
 from app.schemas.labels import QueryCreate, QueryRead
 from app.services import querying
 
@@ -29,7 +30,7 @@ def create_query(
 
 
 @router.get("/projects/{project_id}/queries/{query_id}", response_model=QueryRead)
-def read_query(query_id: int, project: ProjectDep, session: SessionDep) -> dict[str, Any]:
+def read_query(query_id: DbId, project: ProjectDep, session: SessionDep) -> dict[str, Any]:
     """A stored batch query."""
     return querying.read_batch(session, querying.get_batch(session, project, query_id))
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.api.pools import item_read
+from app.schemas.ids import DbId
 from app.schemas.review import (
     RelabelCreate,
     ReviewPage,
@@ -47,7 +48,7 @@ def list_annotations(
     "/{annotation_id}/relabel", status_code=201, response_model=ReviewRow, responses={409: {}}
 )
 def relabel(
-    annotation_id: int,
+    annotation_id: DbId,
     body: RelabelCreate,
     response: Response,
     project: ProjectDep,
@@ -68,7 +69,7 @@ def relabel(
 
 @router.post("/{annotation_id}/undo", status_code=201, response_model=UndoRead, responses={409: {}})
 def undo(
-    annotation_id: int,
+    annotation_id: DbId,
     body: UndoCreate,
     project: ProjectDep,
     session: SessionDep,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import get_services
 from app.models import Project
+from app.schemas.ids import MAX_DB_ID
 from app.services import projects as project_service
 
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
@@ -153,7 +154,7 @@ def _project_page(
     **extra: Any,
 ) -> HTMLResponse:
     with get_services(request).sessionmaker() as session:
-        project = session.get(Project, project_id)
+        project = session.get(Project, project_id) if 1 <= project_id <= MAX_DB_ID else None
         if project is None:
             return _not_found(request, f"There is no project {project_id}.")
         context = {

@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.ids import DbId
+
 
 class IndexRead(BaseModel):
     """The project's vector index: kind, size, build time and measured recall@10."""
@@ -28,7 +30,7 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_id: int | None = None
+    item_id: DbId | None = None
     text: str | None = Field(None, min_length=1, max_length=10_000)
     vector: list[float] | None = Field(None, min_length=1, max_length=10_000)
     k: int = Field(10, ge=1, le=1000)

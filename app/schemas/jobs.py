@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.ids import DbId
 from app.schemas.mining import TrainNegatives
 
 SemiSupervisedMethod = Literal[
@@ -126,7 +127,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_ids: list[int] | None = Field(None, max_length=10_000)
+    item_ids: list[DbId] | None = Field(None, max_length=10_000)
     texts: list[str] | None = Field(None, max_length=1_000)
     vectors: list[list[float]] | None = Field(None, max_length=10_000)
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.fields import JsonDict, SafeStr
+from app.schemas.ids import DbId
 from app.schemas.pools import ItemRead
 
 
@@ -13,10 +15,10 @@ class AnnotationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_id: int
-    label: str | None = None
-    labels: list[str] | None = None
-    annotator: str | None = Field(None, max_length=200)
+    item_id: DbId
+    label: SafeStr | None = None
+    labels: list[SafeStr] | None = None
+    annotator: SafeStr | None = Field(None, max_length=200)
     lease_id: str | None = Field(None, max_length=32)
     replace: bool = Field(
         False, description="allow replacing a different human label (else 409 label_conflict)"
@@ -93,7 +95,7 @@ class QueryCreate(BaseModel):
 
     strategy: str = Field(min_length=1, max_length=64)
     batch_size: int = Field(10, ge=1, le=10_000)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonDict = Field(default_factory=dict)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 

@@ -5,13 +5,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.fields import SafeStr
+from app.schemas.ids import DbId
+
 
 class Anchors(BaseModel):
     """Which anchors to mine for: item ids, every item of a label, or raw texts."""
 
     model_config = ConfigDict(extra="forbid")
 
-    item_ids: list[int] | None = Field(None, min_length=1, max_length=100_000)
+    item_ids: list[DbId] | None = Field(None, min_length=1, max_length=100_000)
     label: str | None = None
     texts: list[str] | None = Field(None, min_length=1, max_length=1_000)
 
@@ -123,7 +126,7 @@ class VerdictCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["negative", "false_negative"]
-    annotator: str = Field(min_length=1, max_length=200)
+    annotator: SafeStr = Field(min_length=1, max_length=200)
 
 
 class ItemBrief(BaseModel):

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.fields import JsonDict, SafeStr
 from app.schemas.indexing import NearDuplicate
 
 
@@ -13,12 +14,12 @@ class ItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_id: str | None = Field(None, min_length=1, max_length=255)
-    text: str | None = None
-    image: str | None = Field(None, description="base64 PNG/JPEG, optionally a data: URL")
+    external_id: SafeStr | None = Field(None, min_length=1, max_length=255)
+    text: SafeStr | None = None
+    image: SafeStr | None = Field(None, description="base64 PNG/JPEG, optionally a data: URL")
     vector: list[float] | None = None
-    label: str | list[str] | None = Field(None, description="pre-label (stored as imported)")
-    meta: dict[str, Any] | None = None
+    label: SafeStr | list[SafeStr] | None = Field(None, description="pre-label (stored as imported)")
+    meta: JsonDict | None = None
 
 
 class ImportAccepted(BaseModel):

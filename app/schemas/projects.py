@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.schemas.fields import JsonDict, SafeStr
 from app.schemas.jobs import TrainRequest
 
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -25,9 +26,9 @@ class ProjectCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: SafeStr = Field(min_length=1, max_length=200)
     task: Task = "multiclass"
-    labels: list[str] = Field(min_length=1, max_length=10_000)
+    labels: list[SafeStr] = Field(min_length=1, max_length=10_000)
     modality: Modality = "text"
     embedder: str | None = Field(None, description="minilm, pixels or vector; default by modality")
     queue_strategy: str | None = Field(None, description="strategy /next uses; default margin")
@@ -48,10 +49,10 @@ class ProjectUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    labels: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    name: SafeStr | None = Field(None, min_length=1, max_length=200)
+    labels: list[SafeStr] | None = Field(None, min_length=1, max_length=10_000)
     queue_strategy: str | None = None
-    train_defaults: dict[str, Any] | None = Field(
+    train_defaults: JsonDict | None = Field(
         None,
         description="default body of POST /train for this project (any subset of its fields; "
         "a run's own fields win); {} clears it",

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.fields import SafeStr
 from app.schemas.mining import ItemBrief
 
 
@@ -14,7 +15,7 @@ class PseudoVerdictCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["accept", "reject"]
-    annotator: str = Field(min_length=1, max_length=200)
+    annotator: SafeStr = Field(min_length=1, max_length=200)
     label: str | None = Field(
         None, min_length=1, max_length=200, description="with reject: the right label (optional)"
     )

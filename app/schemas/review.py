@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas.fields import SafeStr
 from app.schemas.pools import AnnotationRead, ItemRead
 
 ReviewSource = Literal["human", "pseudo", "imported"]
@@ -43,9 +44,9 @@ class RelabelCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str | None = None
-    labels: list[str] | None = None
-    annotator: str | None = Field(None, max_length=200)
+    label: SafeStr | None = None
+    labels: list[SafeStr] | None = None
+    annotator: SafeStr | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _one_of(self) -> "RelabelCreate":
@@ -59,7 +60,7 @@ class UndoCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    annotator: str | None = Field(None, max_length=200, description="who gave the label")
+    annotator: SafeStr | None = Field(None, max_length=200, description="who gave the label")
     relet: bool = Field(True, description="lease the item back to the annotator")
 
 

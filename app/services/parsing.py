@@ -87,6 +87,8 @@ def parse_records(data: bytes, fmt: str, columns: ColumnMap) -> list[ItemIn]:
             raw = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"not valid JSON: {exc}", field="file") from None
+        except RecursionError:
+            raise InvalidInput("JSON nested too deeply", field="file") from None
         if not isinstance(raw, list):
             raise InvalidInput("a JSON import is an array of records", field="file")
         return validate_records(enumerate(raw, start=1))
@@ -135,6 +137,8 @@ def _jsonl_rows(data: bytes) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, ValueError(f"invalid JSON: {exc.msg}")
+        except RecursionError:
+            yield number, ValueError("JSON nested too deeply")
 
 
 def _csv_rows(data: bytes, columns: ColumnMap) -> Iterator[tuple[int, Any]]:
@@ -173,12 +177,23 @@ def _map_columns(row: dict[str, Any], columns: ColumnMap) -> dict[str, Any]:
             if not columns.ignore_labels:
                 record["label"] = value
         elif key == "vector":
-            record["vector"] = json.loads(value) if isinstance(value, str) else value
+            record["vector"] = _json_or_raw(value)
         elif key not in columns.drop_columns:
             meta[key] = value
     if meta:
         record["meta"] = meta
     return record
+
+
+def _json_or_raw(value: Any) -> Any:
+    """A CSV cell holding a JSON array, parsed; anything unparsable stays as is (the row's
+    validation then names the field)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
+        return value
 
 
 def _npy_records(data: bytes) -> list[ItemIn]:
