@@ -57,7 +57,7 @@ def list_models(project: ProjectDep, session: SessionDep) -> list[dict[str, Any]
 
 @router.post("/projects/{project_id}/models/{version}/activate", response_model=CheckpointRead)
 def activate_model(
-    version: int, project: ProjectDep, session: SessionDep, services: ServicesDep
+    version: DbId, project: ProjectDep, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Make a model version the active one (roll back or forward)."""
     result = training.activate(session, project, version)

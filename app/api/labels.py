@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.api.pools import item_read
@@ -94,7 +94,7 @@ def _next_item(session: Any, project: Any, lease: Lease) -> dict[str, Any]:
 
 
 @router.post("/leases/{lease_id}/skip", response_model=LeaseRead)
-def skip_lease(lease_id: str, project: ProjectDep, session: SessionDep) -> Lease:
+def skip_lease(lease_id: Annotated[SafeStr, Path(max_length=64)], project: ProjectDep, session: SessionDep) -> Lease:
     """Give an item back unlabeled; the same annotator is not served it again."""
     return labeling.skip(session, project, lease_id)
 

@@ -6,6 +6,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.schemas.fields import SafeStr
 from app.schemas.jobs import TrainRequest
 
 
@@ -21,7 +22,7 @@ class ScheduleWrite(TrainRequest):
     every_n_labels: int | None = Field(
         None, ge=1, le=10_000_000, description="retrain after this many new human labels"
     )
-    cron: str | None = Field(
+    cron: SafeStr | None = Field(
         None, max_length=200, description="5-field cron expression, UTC (e.g. '0 3 * * *')"
     )
     debounce_seconds: float = Field(
