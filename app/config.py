@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     import_inline_max: int = Field(
         256, ge=0, description="Text imports above this many rows run as a background job."
     )
-    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="Largest import body (bytes); above it 413."
+    )
     embed_batch_size: int = Field(64, ge=1)
     default_queue_strategy: str = "margin"
     cold_start_strategy: str = "typical"
@@ -79,6 +81,25 @@ class Settings(BaseSettings):
     )
     pseudo_confirm_max: int = Field(
         200, ge=0, description="At most this many pseudo-labels per checkpoint sent to review."
+    )
+
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="HTTP timeout of one webhook delivery attempt."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="A webhook delivery is marked failed after this many attempts."
+    )
+    webhook_backoff_seconds: float = Field(
+        10.0, ge=0, description="First retry delay; doubles per attempt, with full jitter."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        3600.0, ge=0, description="Upper bound of one webhook retry delay."
+    )
+    webhook_poll_seconds: float = Field(
+        2.0, gt=0, description="Period of the webhook delivery loop (API and workers)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines of serve/worker: one JSON object per line, or text."
     )
 
     @model_validator(mode="after")
