@@ -6,12 +6,13 @@ jobs run inline and the database is the per-test rolled-back transaction. The pa
 that name a project are steered to a small real project (a tiny vector pool, two labels) half
 of the time, so the handlers get past the 404 and into their validation. The fast run is
 bounded (few examples per operation, derandomized so CI is deterministic); ``-m slow`` runs
-more examples.
+more examples (``QUARRY_FUZZ_EXAMPLES``, default 40).
 
 Checks: ``not_a_server_error`` (no 5xx) on every response, and that every 4xx is
 ``application/problem+json`` with a ``code``.
 """
 
+import os
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from schemathesis.checks import not_a_server_error
 from tests.factories import API, make_pool, make_project
 
 FAST_EXAMPLES = 4
-SLOW_EXAMPLES = 40
+SLOW_EXAMPLES = int(os.environ.get("QUARRY_FUZZ_EXAMPLES", "40"))  # per operation and mode
 
 
 @pytest.fixture
@@ -54,8 +55,12 @@ def _run_operation(operation, mode, client, pid: int, examples: int) -> list[str
 
     @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
     @settings(
-        max_examples=examples, derandomize=True, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
     )
     def run(case, real: bool) -> None:  # type: ignore[no-untyped-def]
         if real and case.path_parameters and "project_id" in case.path_parameters:
