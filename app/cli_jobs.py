@@ -2,12 +2,15 @@
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any
 
 from app.config import Settings, get_settings
 from app.jobs.client import ApiClient, ApiError, follow, format_jobs, summary
+
+log = logging.getLogger(__name__)
 
 
 def add_job_commands(sub: Any) -> None:
@@ -73,7 +76,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     sender = RedisJobRunner(settings)
     scheduler = settings.scheduler_enabled and not args.no_scheduler
 
+    import redis
+
+    from app.jobs.common import worker_name
+    from app.observability.heartbeat import beat
+    from app.services.webhooks_delivery import DeliveryLoop
+
+    beat_client = redis.Redis.from_url(settings.broker_url, socket_timeout=5)
+
     def maintenance() -> None:
+        try:
+            beat(beat_client, settings, worker_name())
+        except redis.RedisError:
+            log.warning("could not write the worker heartbeat to Redis", exc_info=True)
         if scheduler:
             tick(context.sessionmaker, settings, sender)
         else:
@@ -81,7 +96,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     print(f"quarry worker: queue {settings.job_queue!r} on {settings.broker_url} "
           f"(namespace {settings.broker_namespace!r}), {args.threads} thread(s)", flush=True)
+    deliveries = DeliveryLoop(context.sessionmaker, settings)
+    deliveries.start()
+    maintenance()
     run_worker_until_stopped(worker, maintenance, settings.scheduler_poll_seconds)
+    deliveries.stop()
     sender.shutdown()
     return 0
 

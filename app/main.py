@@ -25,6 +25,7 @@ from app.sampling.index_store import IndexStore
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
 from app.services.queue import RankingCache
+from app.services.webhooks_delivery import DeliveryLoop
 from app.storage import ArtifactStore
 from app.strategies import default_registry
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         loop: MaintenanceLoop | None = None
+        deliveries: DeliveryLoop | None = None
         if settings.job_runner != "inline":
             # queued jobs whose dispatch was lost (restart, flushed broker): a duplicate
             # message is harmless, the claim is a conditional update
@@ -76,9 +78,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if settings.scheduler_enabled:
                 loop = MaintenanceLoop(services.sessionmaker, settings, services.runner)
                 loop.start()
+                deliveries = DeliveryLoop(services.sessionmaker, settings)
+                deliveries.start()
         yield
         if loop is not None:
             loop.stop()
+        if deliveries is not None:
+            deliveries.stop()
         services.runner.shutdown()
 
     app = FastAPI(

@@ -15,11 +15,12 @@ from app.api import (
     queries,
     review,
     schedules,
+    webhooks,
 )
 
 api_router = APIRouter()
 for module in (
     projects, pools, labels, review, queries, jobs, schedules, mining, indexing, dashboard, health,
-    pseudo_labels,
+    pseudo_labels, webhooks,
 ):
     api_router.include_router(module.router)

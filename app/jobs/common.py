@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Job, JobStatus
+from app.services import webhooks
 from app.services.queue import now_utc
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,8 @@ def fail(sm: sessionmaker[Session], job_id: int, exc: BaseException) -> None:
         job.error = None if cancelled else detail[:2000]
         job.message = "cancelled" if cancelled else "failed"
         job.finished_at = now_utc()
+        if not cancelled:
+            _emit_failed(session, job_id, job.project_id, job.kind, job.error)
 
 
 def run_guarded(
@@ -240,6 +243,11 @@ def finish(session: Session, job_id: int, result: dict[str, Any], message: str) 
     job.result = result
     job.message = message
     job.finished_at = now_utc()
+    webhooks.emit(
+        session, project_id=job.project_id, event="job.finished", event_id=f"job.finished:{job_id}",
+        payload={"job_id": job_id, "kind": job.kind, "status": job.status, "message": message,
+                 "result": result},
+    )
 
 
 def reap_stale(sm: sessionmaker[Session], stale_seconds: float) -> list[int]:
@@ -256,8 +264,10 @@ def reap_stale(sm: sessionmaker[Session], stale_seconds: float) -> list[int]:
     )
     reaped: list[int] = []
     with sm() as session, session.begin():
-        ids = session.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING, stale)).all()
-        for job_id in ids:
+        rows = session.execute(
+            select(Job.id, Job.project_id, Job.kind).where(Job.status == JobStatus.RUNNING, stale)
+        ).all()
+        for job_id, project_id, kind in rows:
             result = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING, stale)
@@ -270,9 +280,21 @@ def reap_stale(sm: sessionmaker[Session], stale_seconds: float) -> list[int]:
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 reaped.append(job_id)
+                _emit_failed(session, job_id, project_id, kind,
+                             f"worker lost: no heartbeat for {stale_seconds:g} s")
     for job_id in reaped:
         log.warning("job %s failed: its worker stopped sending heartbeats", job_id)
     return reaped
+
+
+def _emit_failed(
+    session: Session, job_id: int, project_id: int, kind: str, error: str | None
+) -> None:
+    """The ``job.failed`` webhook event, in the transaction that failed the job."""
+    webhooks.emit(
+        session, project_id=project_id, event="job.failed", event_id=f"job.failed:{job_id}",
+        payload={"job_id": job_id, "kind": kind, "status": JobStatus.FAILED, "error": error},
+    )
 
 
 def queued_jobs(sm: sessionmaker[Session]) -> list[tuple[int, str]]:

@@ -22,7 +22,7 @@ from app.ml.runtime import set_threads
 from app.ml.semi_supervised import SemiSupervisedConfig, fit_semi_supervised
 from app.ml.train import TrainConfig, fit_supervised
 from app.models import Annotation, Checkpoint, Item, ItemStatus, Job, LabelSource, Project
-from app.services import pseudo_review, training, training_negatives
+from app.services import pseudo_review, training, training_negatives, webhooks
 
 PSEUDO_METHOD = "self_training"
 
@@ -305,6 +305,7 @@ def _activate(session, job, snap, directory, result, config, counts, split, prob
     session.flush()
     if activation["activated"]:
         project.active_checkpoint_id = checkpoint.id
+        webhooks.emit_checkpoint_activated(session, checkpoint, job_id=job.id)
     return checkpoint, activation
 
 

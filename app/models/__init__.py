@@ -11,11 +11,13 @@ from app.models.pseudo_review import PseudoLabelReview, ReviewStatus
 from app.models.query import QueryBatch, QueryItem
 from app.models.queue_ranking import QueueRanking
 from app.models.schedule import TrainingSchedule
+from app.models.webhook import DeliveryStatus, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Annotation",
     "Base",
     "Checkpoint",
+    "DeliveryStatus",
     "Item",
     "ItemStatus",
     "Job",
@@ -33,4 +35,6 @@ __all__ = [
     "ReviewStatus",
     "TrainingSchedule",
     "VerifyStatus",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

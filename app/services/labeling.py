@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, InvalidInput, LabelConflict, NotFound
 from app.models import Annotation, Item, ItemStatus, LabelSource, Lease, LeaseStatus, Project
 from app.schemas.labels import AnnotationCreate
+from app.services import webhooks
 from app.services.pools import get_item
 from app.services.queue import close_lease, now_utc
 
@@ -85,6 +86,7 @@ def annotate(
     item.label_confidence = None
     session.flush()
     session.refresh(item)
+    webhooks.emit_label_milestones(session, project_id=project.id)
     return annotation, True
 
 

@@ -23,7 +23,7 @@ from app.models import (
     ReviewStatus,
 )
 from app.schemas.jobs import TrainRequest
-from app.services import pseudo_review
+from app.services import pseudo_review, webhooks
 from app.services.jobs import create_job, ensure_no_running_training
 from app.services.pool_view import checkpoint_array
 from app.services.training_negatives import NegativeSettings, positive_only_allowed
@@ -180,6 +180,7 @@ def activate(session: Session, project: Project, version: int) -> dict[str, Any]
     project.active_checkpoint_id = row.id
     session.flush()
     apply_pseudo_labels(session, project_id=project.id, checkpoint_id=row.id)
+    webhooks.emit_checkpoint_activated(session, row, job_id=None)
     session.flush()
     session.refresh(project)
     return read_checkpoint(

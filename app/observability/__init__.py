@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, JSON logs, the worker heartbeat that /readyz reads."""
