@@ -782,7 +782,9 @@ def mine_hard_negatives(
         max_candidates: search at most this many nearest neighbours per anchor (raw ranks,
             the anchor itself and its positive included: sentence-transformers'
             ``range_max + max_positives``); anchors whose candidates run out get fewer than
-            ``k`` negatives instead of a deeper search. None: no cap.
+            ``k`` negatives instead of a deeper search. A cap within 4x the first-pass depth
+            is searched in one pass (the repeat would have gone to the cap anyway). None: no
+            cap.
 
     Returns:
         :class:`MinedNegatives` with one row per anchor.
@@ -857,6 +859,8 @@ def mine_hard_negatives(
         ),
         max(ceiling, 1),
     )
+    if max_candidates is not None and ceiling <= 4 * depth:
+        depth = max(ceiling, 1)  # a repeat would go straight to the cap: one search, not two
 
     def run(rows: IntArray, at_depth: int) -> list[tuple[IntArray, _Block]]:
         blocks = []

@@ -38,6 +38,7 @@ DEFAULT_EF_SEARCH = 128
 DEFAULT_NPROBE = 8
 IVF_MIN_POINTS_PER_CELL = 39  # faiss warns below 39 training points per k-means centroid
 IVF_TRAIN_POINTS_PER_CELL = 64  # k-means training sample: at most this many points per cell
+CHUNK_ROWS = 16_384  # rows checked / normalized / added per step (temporaries <= ~25 MiB)
 
 
 def as_float_matrix(vectors: npt.ArrayLike, *, name: str, dim: int | None = None) -> FloatArray:
@@ -65,8 +66,9 @@ def as_float_matrix(vectors: npt.ArrayLike, *, name: str, dim: int | None = None
     if dim is not None and array.shape[1] != dim:
         raise ValueError(f"{name} must have {dim} columns, got shape {array.shape}")
     array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    for start in range(0, array.shape[0], CHUNK_ROWS):  # no [n, d] bool temporary
+        if not np.isfinite(array[start : start + CHUNK_ROWS]).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
     return array
 
 
@@ -237,6 +239,9 @@ class VectorIndex:
     def add(self, vectors: npt.ArrayLike) -> None:
         """Append vectors; they get positions ``ntotal .. ntotal + m - 1``.
 
+        Rows are normalized and added ``CHUNK_ROWS`` at a time, so the only full copy is the
+        one FAISS stores (``vectors`` may be a read-only memory map).
+
         Args:
             vectors: float32 ``[m, d]`` finite vectors (normalized here).
 
@@ -244,9 +249,8 @@ class VectorIndex:
             ValueError: if ``vectors`` is not ``[m, dim]`` or holds NaN/inf.
         """
         matrix = as_float_matrix(vectors, name="vectors", dim=self.dim)
-        if matrix.shape[0] == 0:
-            return
-        self._index.add(normalize_rows(matrix))
+        for start in range(0, matrix.shape[0], CHUNK_ROWS):
+            self._index.add(normalize_rows(matrix[start : start + CHUNK_ROWS]))
 
     def search(
         self,

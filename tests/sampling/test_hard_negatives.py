@@ -680,3 +680,35 @@ def test_max_candidates_caps_the_search_at_raw_ranks(pool: Pool) -> None:
     with pytest.raises(ValueError, match="max_candidates"):
         mine_hard_negatives(pool.index, pool.embeddings, anchor_positions=pool.anchors,
                             labels=pool.labels, max_candidates=0)
+
+
+def test_a_close_cap_is_searched_in_one_pass(pool: Pool) -> None:
+    """With max_candidates within 4x the first depth, anchors that would run short are not
+    searched twice: one search at the cap, and the same negatives as the two-pass walk."""
+    depths: list[int] = []
+
+    class SpyIndex(VectorIndex):
+        def search(self, queries, k, *, ef_search=None):  # type: ignore[no-untyped-def]
+            depths.append(k)
+            return super().search(queries, k, ef_search=ef_search)
+
+    spy = SpyIndex(pool.index._index, "flat")
+    cap = 40
+    once = mine_hard_negatives(
+        spy, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
+        k=3, relative_margin=0.05, max_candidates=cap, exclude_same_label=False,
+    )
+    assert depths == [cap]
+    unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
+    neighbours = np.argsort(-(unit[pool.anchors] @ unit.T), axis=1, kind="stable")[:, :cap]
+    uncapped = mine_hard_negatives(
+        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
+        k=3, relative_margin=0.05, exclude_same_label=False,
+    )
+    for row in range(pool.anchors.size):
+        got = once.negative_positions[row]
+        assert np.isin(got[got >= 0], neighbours[row]).all()
+        # within the cap, the capped walk keeps the uncapped one's leading negatives
+        inside = uncapped.negative_positions[row]
+        inside = inside[(inside >= 0) & np.isin(inside, neighbours[row])]
+        np.testing.assert_array_equal(got[: inside.size], inside)

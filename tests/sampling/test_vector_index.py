@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
+from app.sampling import vector_index
 from app.sampling.vector_index import (
     VectorIndex,
     calibrate,
@@ -263,3 +264,21 @@ def test_auto_picks_the_approximate_kind_asked_for() -> None:
         VectorIndex.build(data, kind="ivf", nlist=401)
     with pytest.raises(ValueError, match="target"):
         calibrate(VectorIndex.build(data, kind="flat"), data, target=1.5)
+
+
+def test_add_in_chunks_equals_one_shot_and_checks_every_chunk(
+    monkeypatch: pytest.MonkeyPatch, vectors: np.ndarray
+) -> None:
+    """Rows are normalized / added CHUNK_ROWS at a time (no second full copy of a memory-mapped
+    corpus); the result is the same index, and NaN in a late chunk is still refused."""
+    whole = VectorIndex.build(vectors, kind="flat")
+    monkeypatch.setattr(vector_index, "CHUNK_ROWS", 7)
+    chunked = VectorIndex.build(vectors, kind="flat")
+    assert chunked.ntotal == len(vectors)
+    for got, want in zip(chunked.search(vectors, 10), whole.search(vectors, 10), strict=True):
+        np.testing.assert_array_equal(got, want)
+    bad = vectors.copy()
+    bad[-1, 0] = np.nan  # in the last chunk only
+    with pytest.raises(ValueError, match="NaN"):
+        VectorIndex.build(bad, kind="flat")
+    assert chunked.ntotal == len(vectors)
