@@ -173,6 +173,31 @@ def seed_set(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     return labeled
 
 
+def parse_method(method: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name[key=value,...]"`` into the registered name and its parameters.
+
+    Values are JSON (``diverse_margin[beta=3]``, ``kcenter[max_candidates=5000]``); a plain
+    name means the registered defaults.
+
+    Raises:
+        ValueError: on a malformed parameter list or a value that is not JSON.
+    """
+    import json
+
+    if "[" not in method:
+        return method, {}
+    if not method.endswith("]"):
+        raise ValueError(f"method {method!r}: parameters must be name[key=value,...]")
+    name, _, inner = method[:-1].partition("[")
+    params: dict[str, Any] = {}
+    for pair in filter(None, inner.split(";" if ";" in inner else ",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"method {method!r}: {pair!r} is not key=value")
+        params[key.strip()] = json.loads(value)
+    return name, params
+
+
 Picker = Callable[[Dataset, np.ndarray, Any, int, np.random.Generator], np.ndarray]
 
 
@@ -183,7 +208,8 @@ def make_picker(method: str) -> Picker:
     from app.strategies import default_registry
     from app.strategies.base import PoolView
 
-    strategy = default_registry().create(method, {})
+    name, params = parse_method(method)
+    strategy = default_registry().create(name, params)
 
     def pick(ds: Dataset, labeled: np.ndarray, learner: Any, n: int,
              rng: np.random.Generator) -> np.ndarray:

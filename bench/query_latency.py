@@ -28,9 +28,11 @@ Compared in the same run:
   ``entropy_sampling`` (scoring included: they call ``predict_proba``, here a stub returning the
   same cached probabilities) and ``uncertainty_batch_sampling`` (ranked batch mode, the
   diversity-aware batch of modAL).
-* ``e2e:*``: our margin / entropy / least confidence through ``POST /api/v1/projects/{id}/queries``
-  (FastAPI TestClient, SQLite file database, probabilities written as a checkpoint's
-  ``probs.npy`` through the artifact store). ``cold`` is the first query of the process
+* ``e2e:*``: our margin / entropy / least confidence and the diversity-aware batches
+  (``kcenter``, ``badge``, ``diverse_margin``, default parameters) through
+  ``POST /api/v1/projects/{id}/queries`` (FastAPI TestClient, SQLite file database,
+  probabilities and embeddings written as a checkpoint's ``probs.npy`` / ``embeddings.npy``
+  through the artifact store and memory-mapped by the query path). ``cold`` is the first query of the process
   (reads the position -> id map once); the median is over the following ones.
 
 Usage::
@@ -64,7 +66,7 @@ MC_SAMPLES = 10
 TEMPERATURE = 20.0
 BATCHES = (10, 100)
 DATA_NOTE = "embedding-like: noisy copies of real MiniLM Banking77 vectors (384-d)"
-E2E = ("margin", "entropy", "least_confidence")
+E2E = ("margin", "entropy", "least_confidence", "kcenter", "badge", "diverse_margin")
 ORIGINALS = (
     "orig:alipy_coreset",
     "orig:modal_uncertainty",

@@ -36,3 +36,14 @@ def test_curve_labels_exactly_the_grid_and_the_same_items_as_the_originals(metho
     assert len(accuracies) == 3 and all(0.0 <= a <= 1.0 for a in accuracies)
     reference, _ = le.curve(ds, "margin", seed=0)
     assert accuracies == pytest.approx(reference)  # same scores -> same picks, same learner
+
+
+def test_parse_method_reads_json_parameters():
+    assert le.parse_method("margin") == ("margin", {})
+    assert le.parse_method("diverse_margin[beta=3,max_iter=5]") == (
+        "diverse_margin", {"beta": 3, "max_iter": 5}
+    )
+    with pytest.raises(ValueError, match="key=value"):
+        le.parse_method("diverse_margin[beta]")
+    with pytest.raises(ValueError, match="name\\[key=value"):
+        le.parse_method("diverse_margin[beta=3")

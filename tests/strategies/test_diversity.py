@@ -128,3 +128,18 @@ def test_diverse_margin_takes_one_per_cluster(view_from_arrays) -> None:  # type
 
     assert sorted(selection.positions // 40) == [0, 1, 2, 3, 4]
     assert np.all(np.diff(selection.scores) <= 0)
+
+
+@pytest.mark.parametrize("strategy", [KCenterGreedy, BADGE])
+def test_default_candidate_cap_bounds_large_pools(strategy, view_from_arrays) -> None:  # type: ignore[no-untyped-def]
+    """The defaults subsample pools beyond 20,000 selectable rows (the per-pick GEMV bound)."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(25_000, 4)).astype(np.float32)
+    logits = rng.normal(size=(25_000, 3))
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    selection = strategy().select(
+        view_from_arrays(embeddings=x, probs=probs), 3, np.random.default_rng(0)
+    )
+    assert selection.info["max_candidates"] == 20_000
+    assert selection.info["n_considered"] == 20_000 and selection.info["n_candidates"] == 25_000
+    assert np.unique(selection.positions).size == 3
