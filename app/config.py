@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1)
     default_queue_strategy: str = "margin"
     cold_start_strategy: str = "typical"
+    bootstrap_admin_key: str = Field(
+        "", description="At startup, ensure an admin key with this secret (>= 24 chars); "
+        "empty: none. There is no setting that turns authentication off.",
+    )
     pseudo_label_threshold: float = Field(0.95, gt=0.0, le=1.0)
     torch_threads: int = Field(
         1, ge=0, description="torch threads in jobs; 0 keeps torch's default (all cores)."

@@ -132,3 +132,19 @@ class JobFailed(AppError):
     status_code = 500
     code = "job_failed"
     title = "Job failed"
+
+
+class Unauthorized(AppError):
+    """No credentials, or a wrong, revoked or expired key or session."""
+
+    status_code = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(AppError):
+    """Authenticated, but the role may not do this (``required`` lists the roles that may)."""
+
+    status_code = 403
+    code = "forbidden"
+    title = "Forbidden"

@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         loop: MaintenanceLoop | None = None
+        if settings.bootstrap_admin_key:
+            ensure_bootstrap_key(services, settings.bootstrap_admin_key)
         deliveries: DeliveryLoop | None = None
         if settings.job_runner != "inline":
             # queued jobs whose dispatch was lost (restart, flushed broker): a duplicate
@@ -101,6 +103,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(api_router, prefix=API_PREFIX)
     mount_ui(app)
     return app
+
+
+def ensure_bootstrap_key(services: Services, secret: str) -> None:
+    """QUARRY_BOOTSTRAP_ADMIN_KEY: make ``secret`` an admin API key (idempotent).
+
+    Raises:
+        InvalidInput: the secret is shorter than 24 characters.
+    """
+    from app.db import transaction
+    from app.services.auth import ensure_bootstrap_admin
+
+    with transaction(services.sessionmaker) as session:
+        ensure_bootstrap_admin(session, secret)
 
 
 def make_runner(settings: Settings, context: JobContext) -> JobRunner:

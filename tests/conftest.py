@@ -92,10 +92,60 @@ def services(settings: Settings, sessionmaker_: sessionmaker[Session]):  # type:
 
 
 @pytest.fixture
-def client(settings: Settings, services) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    app = create_app(settings, services)
-    with TestClient(app, raise_server_exceptions=False) as c:
+def app(settings: Settings, services):  # type: ignore[no-untyped-def]
+    return create_app(settings, services)
+
+
+def make_key(
+    sessionmaker_: sessionmaker[Session], role: str, *, name: str | None = None,
+    projects: tuple[int, ...] = (), password: str | None = None,
+) -> str:
+    """A user with ``role`` (member of ``projects``) and a fresh API key for it."""
+    from app.db import transaction
+    from app.models import Project
+    from app.services import auth
+
+    with transaction(sessionmaker_) as s:
+        user = auth.create_user(
+            s, name=name or f"{role}-{os.urandom(4).hex()}", role=role, password=password
+        )
+        for pid in projects:
+            auth.add_member(s, s.get(Project, pid), user)  # type: ignore[arg-type]
+        _row, key = auth.create_key(s, user, name="test")
+    return key
+
+
+@pytest.fixture
+def admin_key(sessionmaker_: sessionmaker[Session]) -> str:
+    return make_key(sessionmaker_, "admin", name="test-admin")
+
+
+@pytest.fixture
+def client(app, admin_key: str) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """An API client that carries an admin key."""
+    with TestClient(
+        app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {admin_key}"}
+    ) as c:
         yield c
+
+
+@pytest.fixture
+def anon_client(client: TestClient) -> TestClient:
+    """A client of the same app without credentials."""
+    return TestClient(client.app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client_as(client: TestClient, sessionmaker_: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    """``client_as(role, projects=(pid, ...), name=None)``: a client with a new user's key."""
+
+    def make(role: str, projects: tuple[int, ...] = (), name: str | None = None) -> TestClient:
+        key = make_key(sessionmaker_, role, name=name, projects=projects)
+        return TestClient(
+            client.app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """HTTP routers: parse, depend, call one service, return."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.api import (
+    auth,
     dashboard,
     health,
     indexing,
@@ -19,8 +20,12 @@ from app.api import (
 )
 
 api_router = APIRouter()
+# every router but the health checks needs a principal (app/api/auth.py: roles, membership)
+api_router.include_router(health.router)
+authenticated = APIRouter(dependencies=[Depends(auth.authenticate)])
 for module in (
-    projects, pools, labels, review, queries, jobs, schedules, mining, indexing, dashboard, health,
-    pseudo_labels, webhooks,
+    projects, pools, labels, review, queries, jobs, schedules, mining, indexing, dashboard,
+    pseudo_labels, webhooks, auth,
 ):
-    api_router.include_router(module.router)
+    authenticated.include_router(module.router)
+api_router.include_router(authenticated)

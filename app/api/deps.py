@@ -53,12 +53,21 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_project(project_id: DbId, session: SessionDep) -> Project:
-    """Load the path's project or 404."""
+def get_project_row(session: Session, project_id: int) -> Project:
+    """The project or NotFound (no membership check)."""
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound("project", project_id)
     return project
+
+
+def get_project(project_id: DbId, session: SessionDep, request: Request) -> Project:
+    """Load the path's project, or 404 when it does not exist or the caller (set by
+    ``app.api.auth.authenticate``) is neither an admin nor a member of it."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and not principal.may_use(project_id):
+        raise NotFound("project", project_id)
+    return get_project_row(session, project_id)
 
 
 ProjectDep = Annotated[Project, Depends(get_project, scope="function")]

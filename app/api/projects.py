@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import ProjectDep, ServicesDep, SessionDep
 from app.schemas.projects import ProjectCreate, ProjectRead, ProjectUpdate
@@ -24,9 +24,13 @@ def create_project(body: ProjectCreate, session: SessionDep, services: ServicesD
 
 
 @router.get("", response_model=list[ProjectRead])
-def list_projects(session: SessionDep) -> list[dict[str, Any]]:
-    """Every project with its counts."""
-    return [projects.read_project(session, p) for p in projects.list_projects(session)]
+def list_projects(session: SessionDep, request: Request) -> list[dict[str, Any]]:
+    """Every project with its counts (non-admins: their member projects only)."""
+    principal = request.state.principal
+    return [
+        projects.read_project(session, p) for p in projects.list_projects(session)
+        if principal.may_use(p.id)
+    ]
 
 
 @router.get("/{project_id}", response_model=ProjectRead)

@@ -73,15 +73,18 @@ router = APIRouter(include_in_schema=False)
 def mount_ui(app: FastAPI) -> None:
     """Serve ``ui/static`` at ``/static`` and the HTML pages."""
     mimetypes.add_type("text/javascript", ".js")  # some OS tables map .js to text/plain
+    from app.api.login import UiLogin, install_login
+
     app.mount("/static", StaticFiles(directory=UI_DIR / "static"), name="static")
-    app.include_router(router)
+    install_login(app)
+    app.include_router(router, dependencies=UiLogin)
 
 
 @router.get("/", response_class=HTMLResponse)
 def label_home(request: Request, project: str | None = None) -> HTMLResponse:
     """The labeling page for ``?project=<id>`` (default: the newest project)."""
     with get_services(request).sessionmaker() as session:
-        projects = project_service.list_projects(session)
+        projects = _visible(request, project_service.list_projects(session))
         if not projects:
             return _render(request, "label.html", {"projects": [], "project": None})
         if project is None or project == "":
@@ -97,7 +100,7 @@ def label_home(request: Request, project: str | None = None) -> HTMLResponse:
 def projects_page(request: Request) -> HTMLResponse:
     """Every project with its counts, a new-project form and a file import."""
     with get_services(request).sessionmaker() as session:
-        projects = project_service.list_projects(session)
+        projects = _visible(request, project_service.list_projects(session))
         rows = [(p, project_service.project_counts(session, p)) for p in projects]
         context = {"page": "projects", "project": None, "rows": rows, "page_keys": PROJECTS_KEYS}
         return _render(request, "projects.html", context)
@@ -107,7 +110,7 @@ def projects_page(request: Request) -> HTMLResponse:
 def label_project(request: Request, project_id: int) -> HTMLResponse:
     """The labeling page of one project."""
     with get_services(request).sessionmaker() as session:
-        projects = project_service.list_projects(session)
+        projects = _visible(request, project_service.list_projects(session))
         chosen = next((p for p in projects if p.id == project_id), None)
         if chosen is None:
             return _not_found(request, f"There is no project {project_id}.")
@@ -136,6 +139,12 @@ def verify_project(
 def dashboard_project(request: Request, project_id: int) -> HTMLResponse:
     """The dashboard: labels over time, class balance, learning curve, jobs, annotators."""
     return _project_page(request, project_id, "dashboard", DASHBOARD_KEYS)
+
+
+def _visible(request: Request, projects: Any) -> list[Project]:
+    """The projects the page's principal may use (admins: all)."""
+    principal = getattr(request.state, "principal", None)
+    return [p for p in projects if principal is None or principal.may_use(p.id)]
 
 
 def label_keys_for(labels: list[str]) -> list[str | None]:
@@ -198,6 +207,8 @@ def _render(
         "api_base": root + API_BASE,
         "origin": str(request.base_url).rstrip("/"),
         "common_keys": COMMON_KEYS,
+        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "principal": getattr(request.state, "principal", None),
         **context,
     }
     response = templates.TemplateResponse(request, name, context, status_code=status_code)

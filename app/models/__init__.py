@@ -1,5 +1,6 @@
 """SQLAlchemy ORM tables (and nothing else); ``Base.metadata`` is Alembic's target."""
 
+from app.models.auth import ApiKey, ProjectMember, UiSession, User
 from app.models.base import Base
 from app.models.checkpoint import Checkpoint
 from app.models.job import Job, JobStatus
@@ -15,6 +16,7 @@ from app.models.webhook import DeliveryStatus, WebhookDelivery, WebhookSubscript
 
 __all__ = [
     "Annotation",
+    "ApiKey",
     "Base",
     "Checkpoint",
     "DeliveryStatus",
@@ -28,12 +30,15 @@ __all__ = [
     "MiningRun",
     "NegativeTriplet",
     "Project",
+    "ProjectMember",
     "PseudoLabelReview",
     "QueryBatch",
     "QueryItem",
     "QueueRanking",
     "ReviewStatus",
     "TrainingSchedule",
+    "UiSession",
+    "User",
     "VerifyStatus",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -30,8 +30,16 @@ export function uuid() {
 
 const RETRYABLE = new Set([502, 503, 504]);
 
+/** The session's CSRF token (base.html's meta tag); sent as X-CSRF-Token on unsafe methods. */
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+}
+
 async function request(url, { method = "GET", body, headers = {}, retries = 0 } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers } };
+  if (!["GET", "HEAD", "OPTIONS"].includes(method.toUpperCase()) && csrfToken()) {
+    init.headers["X-CSRF-Token"] = csrfToken();
+  }
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

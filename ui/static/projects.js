@@ -1,7 +1,7 @@
 // The projects page: create a project, import a file with a progress bar (upload, then the
 // import job's progress when the server queues it), then reload to list the new counts.
 
-import { ApiError, createApi, problemField, problemMessage } from "./api.js";
+import { ApiError, createApi, csrfToken, problemField, problemMessage } from "./api.js";
 import { bindKeys, say } from "./common.js";
 
 const root = document.getElementById("content");
@@ -39,6 +39,7 @@ function upload(url, formData, onProgress) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", url);
     xhr.setRequestHeader("Accept", "application/json");
+    if (csrfToken()) xhr.setRequestHeader("X-CSRF-Token", csrfToken());
     xhr.upload.addEventListener("progress", (e) => e.lengthComputable && onProgress(e.loaded / e.total));
     xhr.addEventListener("error", () => reject(new ApiError({ detail: "Network error", code: "network_error" }, 0)));
     xhr.addEventListener("load", () => {
