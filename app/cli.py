@@ -1,7 +1,6 @@
 """The ``quarry`` command: serve, worker, train, jobs, demo, db upgrade."""
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -16,7 +15,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from app.migrate import upgrade_to_head
 
     upgrade_to_head(settings.database_url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # log_config=None: keep configure_logging's handler (JSON lines); one access line per
+    # request comes from RequestMiddleware (logger quarry.access)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None,
+                access_log=False)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -98,12 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("sentence_transformers", "alembic", "httpx", "faiss.loader"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from app.observability.logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    # QUARRY_LOG_FORMAT (json by default); the demo is read by a person: text
+    configure_logging("text" if args.command == "demo" else get_settings().log_format)
     return int(args.func(args))
 
 

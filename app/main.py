@@ -11,6 +11,7 @@ from app import __version__
 from app.api import api_router
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
+from app.api.health import metrics_router
 from app.api.ui import mount_ui
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
@@ -21,6 +22,7 @@ from app.jobs.context import job_context
 from app.jobs.process import ProcessJobRunner
 from app.jobs.runner import InlineJobRunner, JobContext, JobRunner, ThreadJobRunner
 from app.jobs.scheduler import MaintenanceLoop
+from app.observability.metrics import RequestMiddleware, make_registry
 from app.sampling.index_store import IndexStore
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
@@ -100,6 +102,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     install_error_handlers(app)
+    registry, request_histogram = make_registry(services.sessionmaker)
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestMiddleware, histogram=request_histogram)
+    app.include_router(metrics_router)
     app.include_router(api_router, prefix=API_PREFIX)
     mount_ui(app)
     return app

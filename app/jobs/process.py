@@ -71,6 +71,16 @@ class ProcessJobRunner:
                 future = self._pool.submit(_run_in_child, kind, job_id)
         future.add_done_callback(_log_crash)
 
+    def alive(self) -> bool:
+        """False when the job child died (killed, out of memory) and no job has replaced it
+        yet; True when it runs or has not been started (it starts on the first job)."""
+        with self._lock:
+            pool = self._pool
+            if getattr(pool, "_broken", False):
+                return False
+            processes = dict(getattr(pool, "_processes", None) or {})
+        return all(p.is_alive() for p in processes.values())
+
     def shutdown(self) -> None:
         """Wait for the running job, drop queued ones (they stay queued in the table)."""
         with self._lock:

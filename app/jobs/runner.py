@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.jobs.common import Heartbeat
+from app.observability.logs import job_log_context
 from app.sampling.index_store import IndexStore
 from app.services.embedding import EmbedderCache
 from app.storage import ArtifactStore
@@ -58,7 +59,9 @@ def execute(bodies: JobBodies, kind: str, job_id: int, context: JobContext) -> N
         KeyError: unknown job kind.
     """
     body = bodies[kind]
-    with Heartbeat(context.sessionmaker, job_id, context.settings.job_heartbeat_seconds):
+    with job_log_context(job_id), Heartbeat(
+        context.sessionmaker, job_id, context.settings.job_heartbeat_seconds
+    ):
         body(job_id, context)
 
 
