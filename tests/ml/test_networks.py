@@ -92,8 +92,8 @@ def test_early_stopping_stops_on_a_rising_holdout_loss_and_keeps_the_best_weight
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 20)).astype(np.float32)
     y = rng.integers(0, 3, size=120)  # pure noise: memorizing it raises the hold-out loss
-    config = TrainConfig(hidden=64, epochs=400, min_steps=0, batch_size=32, dropout=0.0,
-                         early_stopping_patience=5)
+    config = TrainConfig(hidden=64, epochs=400, min_steps=0, max_steps=None, batch_size=32,
+                         dropout=0.0, early_stopping_patience=5)
     net, info = fit_supervised_with_info(x[:80], y[:80], config=config, seed=0, device="cpu",
                                          validation=(x[80:], y[80:]))
     assert info.stopped_early and info.epochs_run < 400
@@ -116,7 +116,7 @@ def test_self_training_refit_uses_the_early_stopped_length() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(150, 10)).astype(np.float32)
     y = (x[:, 0] + 0.8 * rng.normal(size=150) > 0).astype(np.int64)
-    config = TrainConfig(hidden=64, epochs=300, min_steps=0, batch_size=32,
+    config = TrainConfig(hidden=64, epochs=300, min_steps=0, max_steps=None, batch_size=32,
                          early_stopping_patience=3, pseudo_rounds=0)
     result = fit_self_training(x, y, x[:0], config=config, seed=0, device="cpu")
     assert result.metrics["validation"] == "holdout"

@@ -215,9 +215,29 @@ def test_sample_weight_and_on_epoch() -> None:
     assert not net.training
 
 
+def test_max_steps_caps_the_epochs_of_large_fits_only() -> None:
+    config = TrainConfig(epochs=100, min_steps=300, max_steps=1000, batch_size=256)
+    assert config.epochs_for(1925) == 100  # 8 steps per epoch: 800 steps, under the cap
+    assert config.epochs_for(8000) == 31  # 32 steps per epoch: 3200 steps capped to 992
+    assert config.epochs_for(500_000) == 1  # one epoch even when it alone exceeds the cap
+    assert TrainConfig(max_steps=None).epochs_for(8000) == 100
+    x, y = _blobs(80)
+    losses: list[float] = []
+    capped = dataclasses.replace(FAST, max_steps=50)  # 2 steps per epoch: 25 epochs instead of 100
+    fit_supervised(x, y, config=capped, seed=0, device="cpu",
+                   on_epoch=lambda epoch, n_epochs, loss: losses.append(loss))
+    assert len(losses) == 25
+
+
 @pytest.mark.parametrize(
     "change",
-    [{"epochs": 0}, {"dropout": 1.0}, {"task": "regression"}, {"validation_fraction": 1.0}],
+    [
+        {"epochs": 0},
+        {"dropout": 1.0},
+        {"task": "regression"},
+        {"validation_fraction": 1.0},
+        {"max_steps": 0},
+    ],
 )
 def test_config_validation(change: dict[str, object]) -> None:
     with pytest.raises(ValueError):
