@@ -35,6 +35,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from app.sampling.mapped_pages import release_rows
 from app.sampling.vector_index import VectorIndex, as_float_matrix, normalize_rows
 from app.strategies.base import BoolArray, FloatArray, IntArray
 
@@ -240,6 +241,8 @@ def given_positives(
         a = normalize_rows(as_float_matrix(embeddings[anchor_positions[chunk]], name="embeddings"))
         p = normalize_rows(as_float_matrix(embeddings[positives[chunk]], name="embeddings"))
         similarities[chunk] = np.einsum("ij,ij->i", a, p)
+        release_rows(embeddings, anchor_positions[chunk])  # read-only maps: stream, not keep
+        release_rows(embeddings, positives[chunk])
     return positives, similarities
 
 
@@ -930,6 +933,7 @@ def _mine_block(
     similarities, positions = search_candidates(
         index, np.asarray(embeddings[anchor_positions]), at_depth
     )
+    release_rows(embeddings, anchor_positions)  # a read-only map holds one block of anchors
     reasons = filter_reasons(
         similarities,
         positions,

@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from app.sampling.mapped_pages import release_rows
 from app.strategies.base import FloatArray, IntArray
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
@@ -67,7 +68,9 @@ def as_float_matrix(vectors: npt.ArrayLike, *, name: str, dim: int | None = None
         raise ValueError(f"{name} must have {dim} columns, got shape {array.shape}")
     array = array.astype(np.float32, copy=False)
     for start in range(0, array.shape[0], CHUNK_ROWS):  # no [n, d] bool temporary
-        if not np.isfinite(array[start : start + CHUNK_ROWS]).all():
+        finite = bool(np.isfinite(array[start : start + CHUNK_ROWS]).all())
+        release_rows(array, slice(start, start + CHUNK_ROWS))  # a read-only map: one chunk held
+        if not finite:
             raise ValueError(f"{name} contains NaN or infinite values")
     return array
 
@@ -240,7 +243,8 @@ class VectorIndex:
         """Append vectors; they get positions ``ntotal .. ntotal + m - 1``.
 
         Rows are normalized and added ``CHUNK_ROWS`` at a time, so the only full copy is the
-        one FAISS stores (``vectors`` may be a read-only memory map).
+        one FAISS stores; a read-only memory map's pages are released after each chunk
+        (:func:`app.sampling.mapped_pages.release_rows`).
 
         Args:
             vectors: float32 ``[m, d]`` finite vectors (normalized here).
@@ -251,6 +255,7 @@ class VectorIndex:
         matrix = as_float_matrix(vectors, name="vectors", dim=self.dim)
         for start in range(0, matrix.shape[0], CHUNK_ROWS):
             self._index.add(normalize_rows(matrix[start : start + CHUNK_ROWS]))
+            release_rows(matrix, slice(start, start + CHUNK_ROWS))
 
     def search(
         self,
