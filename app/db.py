@@ -19,7 +19,10 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         enable_sqlite_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # up to 50 connections: more than uvicorn's 40 worker threads (anyio's default limiter),
+    # so a request that needs a connection outside the thread pool (an async dependency) never
+    # waits for one held by a thread whose response it blocks (a 30 s pool-timeout stall)
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30)
 
 
 def enable_sqlite_transactions(engine: Engine) -> None:

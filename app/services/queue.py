@@ -243,6 +243,9 @@ def _claim(
         ).all()
     )
     claimed: list[Lease] = []
+    # PostgreSQL: skip an item whose row another transaction holds (a concurrent claim, a label,
+    # a retrain's write-back) instead of waiting for it to commit; SQLite has one writer.
+    skip_locked = session.get_bind().dialect.name == "postgresql"
     ranked = zip(ranking.item_ids.tolist(), ranking.scores, strict=True)
     for rank, (item_id, score) in enumerate(ranked):
         if len(claimed) >= n:
@@ -250,13 +253,22 @@ def _claim(
         if item_id not in free:
             continue
         lease_id = uuid.uuid4().hex
+        claimable = (
+            Item.status != ItemStatus.LABELED,
+            or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
+        )
+        target = (
+            Item.id.in_(
+                select(Item.id)
+                .where(Item.id == item_id, *claimable)
+                .with_for_update(skip_locked=True)
+            )
+            if skip_locked
+            else Item.id == item_id
+        )
         result = session.execute(
             update(Item)
-            .where(
-                Item.id == item_id,
-                Item.status != ItemStatus.LABELED,
-                or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
-            )
+            .where(target, *claimable)
             .values(lease_id=lease_id, leased_by=annotator, lease_expires_at=expires)
             .execution_options(synchronize_session=False)
         )
