@@ -39,6 +39,7 @@ DEFAULT_EF_SEARCH = 128
 DEFAULT_NPROBE = 8
 IVF_MIN_POINTS_PER_CELL = 39  # faiss warns below 39 training points per k-means centroid
 IVF_TRAIN_POINTS_PER_CELL = 64  # k-means training sample: at most this many points per cell
+_EXACT_BLOCK_ENTRIES = 1 << 23  # exact_neighbours: query x row similarities per block
 CHUNK_ROWS = 16_384  # rows checked / normalized / added per step (temporaries <= ~25 MiB)
 
 
@@ -407,7 +408,7 @@ def exact_neighbours(
         vectors: float32 ``[n, d]`` the indexed vectors (may be a memory map).
         queries: float32 ``[q, d]``.
         k: neighbours per query, ``1 <= k``; capped at ``n``.
-        block: queries per matrix product (bounds memory to ``block * n`` floats).
+        block: queries per matrix product (at most ``2**23 / n``: bounds the similarity block).
 
     Returns:
         int64 ``[q, min(k, n)]`` positions, most similar first.
@@ -417,12 +418,21 @@ def exact_neighbours(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    matrix = normalize_rows(as_float_matrix(vectors, name="vectors"))
+    matrix = as_float_matrix(vectors, name="vectors")
     query_matrix = normalize_rows(as_float_matrix(queries, name="queries", dim=matrix.shape[1]))
     k = min(k, int(matrix.shape[0]))
+    # cosine = (q / |q|) . v / |v|: scale by 1 / |v| instead of keeping a normalized copy
+    inverse_norms = np.empty(matrix.shape[0], dtype=np.float32)
+    for first in range(0, matrix.shape[0], CHUNK_ROWS):
+        chunk = normalize_rows(matrix[first : first + CHUNK_ROWS])
+        raw = np.einsum("ij,ij->i", chunk, matrix[first : first + CHUNK_ROWS])
+        inverse_norms[first : first + CHUNK_ROWS] = np.where(
+            raw > 0, 1.0 / np.maximum(raw, 1e-30), 0.0
+        )
+    block = max(1, min(block, _EXACT_BLOCK_ENTRIES // max(int(matrix.shape[0]), 1)))
     out = np.zeros((query_matrix.shape[0], k), dtype=np.int64)
     for start in range(0, query_matrix.shape[0], block):
-        sims = query_matrix[start : start + block] @ matrix.T
+        sims = (query_matrix[start : start + block] @ matrix.T) * inverse_norms[None, :]
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
         out[start : start + block] = np.take_along_axis(top, order, axis=1)
