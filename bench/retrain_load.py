@@ -29,6 +29,7 @@ import argparse
 import http.client
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -48,6 +49,11 @@ N_LABELED = 10_000
 N_TOTAL = 110_000
 DIM = 384
 WORK = OUT / "retrain_load"
+# the servers this bench starts bootstrap an admin key with this secret
+# (QUARRY_BOOTSTRAP_ADMIN_KEY);
+# set in os.environ so the load-generator subprocesses send the same one
+ADMIN_KEY = os.environ.setdefault("QUARRY_BENCH_ADMIN_KEY", secrets.token_urlsafe(32))
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,6 +187,7 @@ def env_for(settings: Any, runner: str, namespace: str) -> dict[str, str]:
         "QUARRY_BROKER_NAMESPACE": namespace,
         "QUARRY_JOB_QUEUE": f"{namespace}-jobs",
         "QUARRY_TORCH_THREADS": "1",
+        "QUARRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         "TOKENIZERS_PARALLELISM": "false",
     })
@@ -200,7 +207,7 @@ def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, A
     """One JSON request on a new loopback connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     payload = None if body is None else json.dumps(body)
-    conn.request(method, path, body=payload, headers={"content-type": "application/json"})
+    conn.request(method, path, body=payload, headers={"content-type": "application/json", **AUTH})
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -245,7 +252,9 @@ def load_main(port: int, project_id: int, rate: float, stop_file: Path, out: Pat
         started = time.time()
         t0 = time.perf_counter()
         try:
-            conn.request("GET", f"/api/v1/projects/{project_id}/next?annotator=load{i}&n=1")
+            conn.request(
+                "GET", f"/api/v1/projects/{project_id}/next?annotator=load{i}&n=1", headers=AUTH
+            )
             response = conn.getresponse()
             response.read()
             status = response.status
