@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from app.cli_jobs import add_job_commands
+from app.cli_keys import add_key_commands, demo_login_key
 from app.config import Settings, get_settings
 
 
@@ -58,9 +59,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     upgrade_to_head(settings.database_url)
-    project_id = ensure_project(build_services(settings), dataset)
+    services = build_services(settings)
+    project_id = ensure_project(services, dataset)
+    key = demo_login_key(services)
+    base = f"http://{args.host}:{args.port}"
     print(f"project {dataset.name!r} (id {project_id}) is ready; label at "
-          f"http://{args.host}:{args.port}/?project={project_id}")
+          f"{base}/?project={project_id}")
+    print(f"local admin key: {key}")
+    print(f"log in (the key stays in the URL fragment): {base}/login#key={key}")
     _serve(settings, args.host, args.port)
     return 0
 
@@ -85,11 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=None, help="labels per round (default N/10)"
     )
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "localhost"],
+                      help="the demo prints an admin key, so it only binds the loopback")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(func=cmd_demo)
 
     add_job_commands(sub)
+
+    add_key_commands(sub)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -30,7 +30,7 @@ def ui_login(request: Request) -> None:
     except AppError as exc:
         raise LoginRequired from exc
     project_id = request.path_params.get("project_id")
-    if project_id is not None and str(project_id).isdigit() and not principal.may_use(int(project_id)):
+    if str(project_id).isdigit() and not principal.may_use(int(project_id)):
         raise NotFound("project", project_id)
     token = request.cookies.get(SESSION_COOKIE)
     request.state.csrf_token = auth_service.csrf_token(token) if token else ""

@@ -198,7 +198,9 @@ def ensure_bootstrap_admin(session: Session, secret: str) -> User:
     row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == sha256(secret)))
     if row is not None:
         if row.user.role != "admin":
-            raise Conflict("the bootstrap key belongs to a non-admin user", field="bootstrap_admin_key")
+            raise Conflict(
+                "the bootstrap key belongs to a non-admin user", field="bootstrap_admin_key"
+            )
         row.revoked_at = None
         row.user.disabled = False
         return row.user

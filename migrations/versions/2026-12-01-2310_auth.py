@@ -29,7 +29,9 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=300), nullable=True),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         _created_at(),
-        sa.CheckConstraint("role IN ('admin', 'pipeline', 'annotator')", name=op.f("ck_users_role")),
+        sa.CheckConstraint(
+            "role IN ('admin', 'pipeline', 'annotator')", name=op.f("ck_users_role")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("name", name=op.f("uq_users_name")),
     )

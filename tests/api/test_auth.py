@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.auth import CSRF_HEADER, SESSION_COOKIE
-from app.models import ApiKey, Annotation
+from app.models import Annotation, ApiKey
 from app.services import auth as auth_service
 
 HEALTH = {"/api/v1/healthz", "/api/v1/readyz"}
@@ -82,8 +82,8 @@ def test_role_matrix(client: TestClient, client_as) -> None:  # type: ignore[no-
     assert annotator.get(f"/api/v1/projects/{pid}").status_code == 200
     assert pipeline.post("/api/v1/users/1/keys").status_code == 403
     assert pipeline.get("/api/v1/users").status_code == 403
-    assert pipeline.post("/api/v1/projects", json={
-        "name": "q", "task": "binary", "labels": ["a", "b"], "modality": "vector"}).status_code == 403
+    new = {"name": "q", "task": "binary", "labels": ["a", "b"], "modality": "vector"}
+    assert pipeline.post("/api/v1/projects", json=new).status_code == 403
     assert pipeline.post(f"/api/v1/projects/{pid}/items", json=items).status_code in (201, 202)
     assert pipeline.delete(f"/api/v1/projects/{pid}").status_code == 403
 
@@ -160,7 +160,8 @@ def test_login_csrf_logout(client: TestClient, sessionmaker_: sessionmaker[Sessi
     r = ui.post(f"/api/v1/projects/{pid}/annotations", json=body, headers={CSRF_HEADER: csrf})
     assert r.status_code == 201, r.text
     assert r.json()["annotator"] == "bob"
-    assert ui.post("/logout", headers={CSRF_HEADER: csrf}, follow_redirects=False).status_code == 303
+    r = ui.post("/logout", headers={CSRF_HEADER: csrf}, follow_redirects=False)
+    assert r.status_code == 303
     ui.cookies.clear()
     ui.cookies.set(SESSION_COOKIE, cookie.split(";")[0].split("=", 1)[1])
     assert ui.get("/api/v1/me").status_code == 401
@@ -177,9 +178,8 @@ def test_bootstrap_key(sessionmaker_: sessionmaker[Session], session: Session) -
     from app.db import transaction
 
     secret = "b" * 30
-    with pytest.raises(Exception, match="24"):
-        with transaction(sessionmaker_) as s:
-            auth_service.ensure_bootstrap_admin(s, "short")
+    with pytest.raises(Exception, match="24"), transaction(sessionmaker_) as s:
+        auth_service.ensure_bootstrap_admin(s, "short")
     for _ in range(2):
         with transaction(sessionmaker_) as s:
             user = auth_service.ensure_bootstrap_admin(s, secret)
