@@ -23,9 +23,13 @@ Quarry searches exactly as deep as sentence-transformers does (``max_candidates`
 its ``range_max + 1``; :func:`st_search_depth`), so both look at the same neighbours;
 Quarry's ``range_max`` still counts surviving candidates, not raw ranks. The Quarry-only
 configurations search without a cap (one deeper re-search fills ``k``). The ``negatives``
-column shows how many negatives each returned. Each method runs in its own subprocess
-(peak memory = ``ru_maxrss``; "delta" subtracts the process's RSS after loading the data);
-timings are medians of ``--repeats`` runs.
+column shows how many negatives each returned. The mining sets are generated once by the
+parent into ``bench/out/mining_<dataset>_vectors.npy`` (corpus rows, then anchor rows) and
+both methods memory-map that same file (``np.load(mmap_mode="r")``). Each method runs in its
+own fresh subprocess (peak memory = ``ru_maxrss`` of that process, resident file pages
+included; "delta" subtracts the process's RSS after loading the data); timings (wall and
+``time.process_time`` CPU) are medians of ``--repeats`` runs. ``negatives_ratios.csv`` gives
+Quarry / sentence-transformers throughput and peak-memory ratios per shared configuration.
 
 Usage::
 
@@ -98,7 +102,7 @@ def noisy_copies(
     return common.noisy_copies(vectors, total, seed=seed, noise=NOISE)
 
 
-def mining_set(name: str) -> dict[str, np.ndarray]:
+def _generate_mining_set(name: str) -> dict[str, np.ndarray]:
     """Corpus, anchors, each anchor's positive row, and intents, for a mining dataset."""
     data = common.banking77()
     if name == "banking77":
@@ -115,12 +119,33 @@ def mining_set(name: str) -> dict[str, np.ndarray]:
     by_intent = {i: np.flatnonzero(corpus_intents == i) for i in np.unique(corpus_intents)}
     positives = np.array([rng.choice(by_intent[i]) for i in anchor_intents], dtype=np.int64)
     return {
-        "corpus": np.ascontiguousarray(corpus, dtype=np.float32),
-        "anchors": np.ascontiguousarray(anchors, dtype=np.float32),
+        "vectors": np.concatenate([corpus, anchors]).astype(np.float32),
         "positives": positives,
         "corpus_intents": corpus_intents,
         "anchor_intents": anchor_intents,
     }
+
+
+def mining_set(name: str) -> dict[str, np.ndarray]:
+    """A mining dataset, generated once into ``bench/out/`` and memory-mapped from there.
+
+    Returns:
+        ``vectors`` float32 ``[n_corpus + n_anchors, d]`` (read-only memory map: corpus rows,
+        then anchor rows), ``corpus`` / ``anchors`` (views of it), ``positives`` int64
+        ``[n_anchors]`` (corpus rows), ``corpus_intents`` / ``anchor_intents`` int64.
+    """
+    vectors_path = OUT / f"mining_{name}_vectors.npy"
+    meta_path = OUT / f"mining_{name}_meta.npz"
+    if not (vectors_path.exists() and meta_path.exists()):
+        generated = _generate_mining_set(name)
+        np.save(vectors_path, generated.pop("vectors"))
+        np.savez(meta_path, **generated)
+        del generated
+    with np.load(meta_path) as meta:
+        out = {key: meta[key] for key in meta.files}
+    vectors = np.load(vectors_path, mmap_mode="r")
+    n_corpus = len(out["corpus_intents"])
+    return {**out, "vectors": vectors, "corpus": vectors[:n_corpus], "anchors": vectors[n_corpus:]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +187,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         params = dict(QUARRY_ONLY[config])
     labeled_fraction = params.pop("_labeled_fraction", 0.0)
     n_corpus, n_anchors = len(data["corpus"]), len(data["anchors"])
-    vectors = np.concatenate([data["corpus"], data["anchors"]])
+    vectors = data["vectors"]  # corpus rows then anchor rows, memory-mapped: no copy
     labels = np.full(n_corpus + n_anchors, -1, dtype=np.int64)
     labels[data["positives"]] = data["corpus_intents"][data["positives"]]
     if labeled_fraction:  # the active-learning state: some corpus items carry human labels
@@ -180,9 +205,9 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             params["probs"] = probs
     base = common.current_rss_mb()
     index_config = IndexConfig(exact_below=50_000, approximate="ivf", recall_target=0.95)
-    times, build_times, result, kind = [], [], None, ""
+    times, cpu_times, build_times, result, kind = [], [], [], None, ""
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         index, meta = build(data["corpus"], index_config)
         built = time.perf_counter()
         result = mine_hard_negatives(
@@ -198,6 +223,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             **params,
         )
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
         build_times.append(built - started)
         kind = f"{meta['kind']} r@10={meta['recall_at_10']:.3f}"
         del index
@@ -206,6 +232,7 @@ def worker_quarry(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         "n_anchors": n_anchors,
         "n_corpus": n_corpus,
         "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu_times),
         "index_seconds": statistics.median(build_times),
         "negatives": int((result.negative_positions >= 0).sum()),
         "fn_rate": _false_negative_rate(
@@ -269,9 +296,9 @@ def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         }
     )
     base = common.current_rss_mb()
-    times, mined = [], None
+    times, cpu_times, mined = [], [], None
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         mined = mine_hard_negatives(
             pairs,
             model,  # type: ignore[arg-type]
@@ -283,6 +310,7 @@ def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
             **CONFIGS[config][0],
         )
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     assert mined is not None
     anchors = np.array([int(a[1:]) for a in mined["anchor"]], dtype=np.int64)
     negatives = np.array([int(n[1:]) for n in mined["negative"]], dtype=np.int64)
@@ -291,6 +319,7 @@ def worker_st(dataset: str, config: str, repeats: int) -> dict[str, Any]:
         "n_anchors": n_anchors,
         "n_corpus": n_corpus,
         "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu_times),
         "index_seconds": None,
         "negatives": int(len(negatives)),
         "fn_rate": float(same.mean()) if len(same) else 0.0,
@@ -474,6 +503,7 @@ def run_mining(
                         "anchors": result["n_anchors"],
                         "corpus": result["n_corpus"],
                         "seconds": result["seconds"],
+                        "cpu_seconds": result["cpu_seconds"],
                         "anchors_per_s": result["n_anchors"] / result["seconds"],
                         "index_seconds": result["index_seconds"],
                         "index": result["index"],
@@ -483,6 +513,30 @@ def run_mining(
                         "delta_rss_mb": result["peak_rss_mb"] - result["base_rss_mb"],
                     }
                 )
+    return rows
+
+
+def mining_ratios(mining: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, config) run by both methods: Quarry's throughput and peak-memory
+    ratios to sentence-transformers', with both false-negative rates."""
+    by_key = {(r["dataset"], r["config"], r["method"]): r for r in mining}
+    rows = []
+    for (dataset, config, method), quarry in by_key.items():
+        st = by_key.get((dataset, config, "sentence-transformers"))
+        if method != "quarry" or st is None:
+            continue
+        rows.append(
+            {
+                "dataset": dataset,
+                "config": config,
+                "throughput_ratio": quarry["anchors_per_s"] / st["anchors_per_s"],
+                "cpu_ratio": st["cpu_seconds"] / max(quarry["cpu_seconds"], 1e-9),
+                "peak_rss_ratio": quarry["peak_rss_mb"] / st["peak_rss_mb"],
+                "delta_rss_ratio": quarry["delta_rss_mb"] / max(st["delta_rss_mb"], 1e-9),
+                "fn_rate_quarry": quarry["fn_rate"],
+                "fn_rate_st": st["fn_rate"],
+            }
+        )
     return rows
 
 
@@ -561,7 +615,10 @@ def main() -> None:
         "--configs", nargs="+", choices=[*CONFIGS, *QUARRY_ONLY], help="mining configs to run"
     )
     parser.add_argument(
-        "--kinds", nargs="+", choices=["ivf", "hnsw"], default=["ivf", "hnsw"],
+        "--kinds",
+        nargs="+",
+        choices=["ivf", "hnsw"],
+        default=["ivf", "hnsw"],
         help="approximate indexes to compare with flat (always run: it is the reference)",
     )
     parser.add_argument("--repeats", type=int, default=3)
@@ -599,9 +656,9 @@ def main() -> None:
     common.banking77()  # embed once in the parent, so workers only load the cache
     mining, indexes = [], []
     if not args.skip_mining:
-        datasets = args.datasets or (
-            ["banking77"] if args.quick else ["banking77", "banking77x10"]
-        )
+        datasets = args.datasets or (["banking77"] if args.quick else ["banking77", "banking77x10"])
+        for dataset in datasets:  # generate once here, so workers only memory-map the files
+            mining_set(dataset)
         mining = run_mining(datasets, args.repeats, args.threads, args.configs)
         common.write_csv(OUT / "negatives_mining.csv", mining)
         print()
@@ -619,6 +676,7 @@ def main() -> None:
                     "anchors",
                     "corpus",
                     "seconds",
+                    "cpu_seconds",
                     "anchors_per_s",
                     "index_seconds",
                     "negatives",
@@ -629,6 +687,12 @@ def main() -> None:
                 ],
             )
         )
+        ratios = mining_ratios(mining)
+        if ratios:
+            common.write_csv(OUT / "negatives_ratios.csv", ratios)
+            print()
+            print("Quarry / sentence-transformers (throughput: higher is better; memory: lower)")
+            print(common.table(ratios, list(ratios[0])))
     if not args.skip_index:
         sizes = args.sizes or ([100_000] if args.quick else [100_000, 1_000_000])
         indexes = run_indexes(sizes, args.repeats, args.threads, tuple(args.kinds))
