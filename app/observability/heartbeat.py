@@ -17,13 +17,13 @@ def heartbeat_key(settings: Settings, worker: str) -> str:
     return f"{settings.broker_namespace}:workers:{worker}"
 
 
-def beat(client: "redis.Redis[bytes]", settings: Settings, worker: str) -> None:
+def beat(client: "redis.Redis", settings: Settings, worker: str) -> None:
     """Refresh ``worker``'s key (raises ``redis.RedisError`` when Redis is unreachable)."""
     client.set(heartbeat_key(settings, worker), str(time.time()),
                ex=max(1, int(settings.job_stale_seconds)))
 
 
-def live_workers(client: "redis.Redis[bytes]", settings: Settings) -> list[str]:
+def live_workers(client: "redis.Redis", settings: Settings) -> list[str]:
     """``host:pid`` of every worker whose key has not expired, sorted."""
     prefix = heartbeat_key(settings, "")
     return sorted(key.decode()[len(prefix):]

@@ -9,6 +9,7 @@ sends the rows. Services never commit.
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -240,7 +241,7 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _check_milestone(events: list[str], every_n_labels: int | None) -> None:
+def _check_milestone(events: Sequence[str], every_n_labels: int | None) -> None:
     if LABELS_MILESTONE in events and not every_n_labels:
         raise InvalidInput(
             "the labels.milestone event needs every_n_labels", field="every_n_labels"

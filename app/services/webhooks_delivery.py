@@ -133,8 +133,10 @@ def _attempt(
         if not won:
             return None
         row = session.get(WebhookDelivery, delivery_id)
-        subscription = row and session.get(WebhookSubscription, row.subscription_id)
-        if row is None or subscription is None:
+        if row is None:
+            return None
+        subscription = session.get(WebhookSubscription, row.subscription_id)
+        if subscription is None:
             return None
         body, attempts = body_of(row, subscription.project_id), row.attempts
         url, secret, event = subscription.url, subscription.secret, row.event
