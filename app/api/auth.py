@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ProjectDep, SessionDep
 from app.errors import Forbidden, Unauthorized
@@ -117,7 +118,8 @@ async def authenticate(request: Request) -> Principal:
         Unauthorized, Forbidden (see ``resolve_principal``); Forbidden for a role that may
         not call this route, or a job of a project the caller is not a member of.
     """
-    principal = resolve_principal(request)
+    # the lookups are blocking database calls: keep them off the event loop
+    principal = await run_in_threadpool(resolve_principal, request)
     method, path = _route_key(request)
     if (method, path) in ADMIN_ROUTES and not principal.is_admin:
         raise Forbidden(f"{method} {path} needs role admin", required=["admin"])
@@ -130,7 +132,7 @@ async def authenticate(request: Request) -> Principal:
             await _impose_annotator(request, principal.name)
     job_id = request.path_params.get("job_id")
     if job_id is not None and not principal.is_admin:
-        _check_job_member(request, principal, job_id)
+        await run_in_threadpool(_check_job_member, request, principal, job_id)
     return principal
 
 
