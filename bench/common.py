@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# QUARRY_BOOTSTRAP_ADMIN_KEY of the servers and apps the benchmarks start
+ADMIN_KEY = "quarry-bench-bootstrap-admin-key-0001"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 OUT = ROOT / "bench" / "out"
 DATA = ROOT.parent / "shared" / "data"
 NOISE = 0.5

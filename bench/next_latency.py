@@ -60,6 +60,7 @@ def _start_server(settings: Any, port: int) -> subprocess.Popen[bytes]:
         "QUARRY_DATA_DIR": str(settings.data_dir),
         "QUARRY_DATABASE_URL": settings.database_url,
         "QUARRY_JOB_RUNNER": "inline",
+        "QUARRY_BOOTSTRAP_ADMIN_KEY": common.ADMIN_KEY,
         "PYTHONPATH": str(common.ROOT),
     }
     server = subprocess.Popen(
@@ -101,7 +102,7 @@ def run(pool: int, annotators: int, requests_each: int, think: float) -> dict[st
 
     def annotate(name: str) -> None:
         pause = np.random.default_rng(abs(hash(name)) % 2**32)
-        with httpx.Client(timeout=60) as http:
+        with httpx.Client(timeout=60, headers=common.AUTH) as http:
             http.get(f"{base}/stats")  # open the connection before the clock starts
             barrier.wait()
             for _ in range(requests_each):
@@ -129,7 +130,7 @@ def run(pool: int, annotators: int, requests_each: int, think: float) -> dict[st
     try:
         # one warm-up request: the first ranking and the position -> id map of the process
         warm = time.perf_counter()
-        httpx.post(f"{base}/queue/rerank", timeout=120).raise_for_status()
+        httpx.post(f"{base}/queue/rerank", timeout=120, headers=common.AUTH).raise_for_status()
         warm_seconds = time.perf_counter() - warm
         threads = [
             threading.Thread(target=annotate, args=(f"annotator-{a}",))

@@ -262,8 +262,9 @@ def worker_e2e(size: int, repeats: int) -> None:
         labeled=np.load(paths["labeled"]),
         labels=np.load(paths["labels"]),
     )
+    settings = settings.model_copy(update={"bootstrap_admin_key": common.ADMIN_KEY})
     app = create_app(settings, build_services(settings))
-    with TestClient(app) as client:
+    with TestClient(app, headers=common.AUTH) as client:
         base = common.current_rss_mb()
         for strategy in E2E:
             for batch in BATCHES:

@@ -5,6 +5,9 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
+# QUARRY_BOOTSTRAP_ADMIN_KEY of the apps and servers tests start themselves
+BOOTSTRAP_KEY = "quarry-test-bootstrap-admin-key-0001"
+AUTH = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
 API = "/api/v1"
 
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import build_services, create_app
-from tests.factories import API, blob_vectors
+from tests.factories import API, AUTH, BOOTSTRAP_KEY, blob_vectors
 
 N_PROCESSES = 2
 ANNOTATORS_PER_PROCESS = 8
@@ -32,10 +32,13 @@ def clients(tmp_path: Path, database_url: str) -> Iterator[list[TestClient]]:
     """One TestClient per simulated server process, all on the migrated test database."""
     settings = Settings(
         data_dir=tmp_path / "data", database_url=database_url, job_runner="inline",
-        served_window_seconds=0,
+        served_window_seconds=0, bootstrap_admin_key=BOOTSTRAP_KEY,
     )
     apps = [create_app(settings, build_services(settings)) for _ in range(N_PROCESSES)]
-    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
+    with (
+        TestClient(apps[0], headers=AUTH) as first,
+        TestClient(apps[1], headers=AUTH) as second,
+    ):
         yield [first, second]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+ADMIN_KEY = "quarry-e2e-bootstrap-admin-key-0001"
 CHROMIUM = Path(os.environ.get("QUARRY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -67,6 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         "QUARRY_JOB_RUNNER": "thread",
         "QUARRY_SCHEDULER_ENABLED": "false",
         "QUARRY_MC_DROPOUT_SAMPLES": "0",
+        "QUARRY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
     }
     log = (data_dir / "server.log").open("wb")
     process = subprocess.Popen(
@@ -76,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded shared machine
         while True:
             if process.poll() is not None:
                 tail = (data_dir / "server.log").read_text()[-2000:]
@@ -87,9 +89,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not start within 60 s")
+                raise RuntimeError("server did not start within 180 s")
             time.sleep(0.2)
-        api = httpx.Client(base_url=f"{url}{API}", timeout=60)
+        api = httpx.Client(
+            base_url=f"{url}{API}", timeout=60, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
         yield {"url": url, "api": api, "demo_id": demo_id}
     finally:
         process.terminate()
@@ -123,13 +127,20 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def login(tab: Any, server: dict[str, Any]) -> None:
+    """Log the tab's context in with the admin key (``/login#key=``, as the demo prints)."""
+    tab.goto(f"{server['url']}/login#key={ADMIN_KEY}")
+    tab.wait_for_url(f"{server['url']}/projects")
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (own localStorage) whose page fails the test on a JS error
-    or a dialog (an alert() from injected markup)."""
+def page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
+    """A fresh browser context (own localStorage), logged in as admin, whose page fails the
+    test on a JS error or a dialog (an alert() from injected markup)."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     tab = context.new_page()
     tab.set_default_timeout(30_000)  # a loaded 2-core CI machine
+    login(tab, server)
     problems: list[str] = []
     tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
     def on_dialog(dialog: Any) -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import login, screenshot
 from tests.e2e.helpers import (
     LATENCY_PROBE,
     percentile,
@@ -155,6 +155,7 @@ def test_two_annotators_at_once_hold_different_items(server, browser):
     for name in ("e2e-ann-a", "e2e-ann-b"):
         context = browser.new_context()
         tab = context.new_page()
+        login(tab, server)
         _open(tab, server, name)
         pages.append((name, tab))
     try:

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, select
 
 from app.main import create_app
 from app.models import Annotation, Checkpoint, Item, JobStatus, Project
-from tests.factories import API, make_pool, make_project
+from tests.factories import API, AUTH, BOOTSTRAP_KEY, make_pool, make_project
 from tests.jobs.conftest import wait_for
 
 pytestmark = pytest.mark.slow
@@ -61,6 +61,10 @@ def _state(database_url, pid):
     return [tuple(r) for r in annotations], [tuple(r) for r in items], active, sorted(versions)
 
 
+def _keyed(settings):
+    return settings.model_copy(update={"bootstrap_admin_key": BOOTSTRAP_KEY})
+
+
 def _project(client, n=600, labeled=90):
     project = make_project(client, name="broker")
     make_pool(client, project, n=n, labeled=labeled)
@@ -70,7 +74,8 @@ def _project(client, n=600, labeled=90):
 def test_killed_worker_loses_no_label_and_keeps_the_active_checkpoint(
     broker_settings, start_worker
 ):
-    with TestClient(create_app(broker_settings)) as client:  # its loop runs the reaper
+    # its loop runs the reaper
+    with TestClient(create_app(_keyed(broker_settings)), headers=AUTH) as client:
         pid = _project(client)
         worker = start_worker()
         first = _train(client, pid, {"epochs": 20})
@@ -102,7 +107,7 @@ def test_killed_worker_loses_no_label_and_keeps_the_active_checkpoint(
 
 
 def test_cancel_reaches_a_training_in_another_process(broker_settings, start_worker):
-    with TestClient(create_app(broker_settings)) as client:
+    with TestClient(create_app(_keyed(broker_settings)), headers=AUTH) as client:
         pid = _project(client, n=400, labeled=60)
         start_worker()
         job_id = _train(client, pid, LONG_TRAINING)

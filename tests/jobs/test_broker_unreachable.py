@@ -12,12 +12,14 @@ from tests.factories import API, make_pool, make_project
 
 
 @pytest.fixture
-def client(settings, sessionmaker_):
+def client(settings, sessionmaker_, admin_key):
     dead = settings.model_copy(update={
         "job_runner": "redis", "broker_url": "redis://127.0.0.1:1/0", "scheduler_enabled": False,
     })
     app = create_app(dead, build_services(dead, sessionmaker=sessionmaker_))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(
+        app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {admin_key}"}
+    ) as c:
         yield c
 
 

@@ -11,7 +11,7 @@ from app.config import Settings, get_settings
 from app.jobs.client import follow, summary
 from app.main import create_app
 from app.migrate import upgrade_to_head
-from tests.factories import make_pool, make_project
+from tests.factories import AUTH, BOOTSTRAP_KEY, make_pool, make_project
 
 
 @pytest.fixture
@@ -28,8 +28,10 @@ def committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def test_train_directly_then_list_and_follow(committed, capsys):
-    inline = committed.model_copy(update={"job_runner": "inline"})
-    with TestClient(create_app(inline)) as client:
+    inline = committed.model_copy(
+        update={"job_runner": "inline", "bootstrap_admin_key": BOOTSTRAP_KEY}
+    )
+    with TestClient(create_app(inline), headers=AUTH) as client:
         project = make_project(client, name="cli")
         make_pool(client, project, n=60, labeled=15)
     pid = str(project["id"])

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.main import create_app
 from app.migrate import upgrade_to_head
 from app.models import JobStatus
-from tests.factories import API, make_pool, make_project
+from tests.factories import API, AUTH, BOOTSTRAP_KEY, make_pool, make_project
 from tests.jobs.conftest import wait_for
 
 pytestmark = pytest.mark.slow
@@ -31,8 +31,9 @@ def settings(tmp_path: Path) -> Settings:
 def test_default_runner_trains_in_a_child_and_survives_a_killed_child(settings):
     assert Settings.model_fields["job_runner"].default == "process"  # the embedded default
     app_settings = settings.model_copy(update={"job_runner": "process",
-                                               "scheduler_poll_seconds": 0.5})
-    with TestClient(create_app(app_settings)) as client:  # its loop runs the reaper
+                                               "scheduler_poll_seconds": 0.5,
+                                               "bootstrap_admin_key": BOOTSTRAP_KEY})
+    with TestClient(create_app(app_settings), headers=AUTH) as client:  # its loop runs the reaper
         project = make_project(client, name="default-runner")
         make_pool(client, project, n=300, labeled=45)
         pid = project["id"]
