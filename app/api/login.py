@@ -29,8 +29,8 @@ def ui_login(request: Request) -> None:
         principal = resolve_principal(request, check_csrf=False)
     except AppError as exc:
         raise LoginRequired from exc
-    project_id = request.path_params.get("project_id")
-    if str(project_id).isdigit() and not principal.may_use(int(project_id)):
+    project_id = str(request.path_params.get("project_id", ""))
+    if project_id.isdigit() and not principal.may_use(int(project_id)):
         raise NotFound("project", project_id)
     token = request.cookies.get(SESSION_COOKIE)
     request.state.csrf_token = auth_service.csrf_token(token) if token else ""
