@@ -148,6 +148,19 @@ def client_as(client: TestClient, sessionmaker_: sessionmaker[Session]):  # type
     return make
 
 
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis server; skips when it is not running (.ci/run starts it)."""
+    import redis
+
+    url = os.environ.get("QUARRY_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {url}")
+    return url
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data with the real datasets; skips when absent."""

@@ -208,19 +208,6 @@ def private_pg() -> Iterator[PrivateCluster]:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """The machine's Redis; skips when it does not answer."""
-    import redis
-
-    url = os.environ.get("QUARRY_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {url}")
-    return url
-
-
-@pytest.fixture
 def redis_namespace(redis_url: str) -> Iterator[str]:
     """A Redis key namespace of this test; its keys are deleted afterwards."""
     import redis

@@ -41,19 +41,6 @@ def _committed_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """The local Redis server; skips when it is not running (.ci/run starts it)."""
-    import redis
-
-    url = os.environ.get("QUARRY_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis at {url}")
-    return url
-
-
-@pytest.fixture
 def broker_settings(tmp_path: Path, redis_url: str) -> Iterator[Settings]:
     """Settings on a committed, migrated database and a Redis namespace/queue of this test."""
     import redis
