@@ -240,26 +240,60 @@ def seed_sqlite_project(
     queue_strategy: str = "margin",
 ) -> tuple[Any, int]:
     """Create a migrated SQLite database and artifact store under ``workdir`` holding one
-    ``vector`` project whose pool is ``embeddings`` and whose active checkpoint (version 1) has
-    ``probs.npy`` and ``embeddings.npy`` written through the artifact store.
+    project seeded by :func:`seed_project`.
+
+    Args:
+        workdir: an empty folder (database ``q.db`` and data folder ``data/``).
+        embeddings, probs, labeled, labels, queue_strategy: as in :func:`seed_project`.
+
+    Returns:
+        (the ``Settings`` pointing at it, the project id).
+    """
+    from app.config import Settings
+
+    settings = Settings(
+        data_dir=workdir / "data", database_url=f"sqlite+pysqlite:///{workdir / 'q.db'}",
+        job_runner="inline",
+    )
+    project_id = seed_project(
+        settings, embeddings=embeddings, probs=probs, labeled=labeled, labels=labels,
+        queue_strategy=queue_strategy,
+    )
+    return settings, project_id
+
+
+def seed_project(
+    settings: Any,
+    *,
+    embeddings: np.ndarray,
+    probs: np.ndarray,
+    labeled: np.ndarray,
+    labels: np.ndarray,
+    queue_strategy: str = "margin",
+    name: str = "bench",
+) -> int:
+    """Migrate ``settings.database_url`` (SQLite or PostgreSQL) and insert one ``vector``
+    project whose pool is ``embeddings`` and whose active checkpoint (version 1) has
+    ``probs.npy`` and ``embeddings.npy`` written through the artifact store under
+    ``settings.data_dir``; label names are ``class_0`` .. ``class_{c-1}``.
 
     Items are inserted in bulk (50,000 rows per statement batch), not through the import API,
     so a 1,000,000-item pool takes seconds rather than the import job's minutes.
 
     Args:
-        workdir: an empty folder (database ``q.db`` and data folder ``data/``).
+        settings: the service ``Settings`` (database URL and data dir).
         embeddings: float32 ``[n, d]`` pool features (also the checkpoint's embeddings).
         probs: float32 ``[n, c]`` the checkpoint's class probabilities.
         labeled: bool ``[n]`` items that carry a human label.
         labels: int64 ``[n]`` class of each labeled item (ignored elsewhere).
         queue_strategy: the project's ``/next`` strategy.
+        name: the project's name.
 
     Returns:
-        (the ``Settings`` pointing at it, the project id).
+        The project id.
     """
     from sqlalchemy import insert
 
-    from app.config import Settings
     from app.db import make_engine, make_sessionmaker
     from app.migrate import upgrade_to_head
     from app.models import Checkpoint, Item, ItemStatus, Project
@@ -267,16 +301,12 @@ def seed_sqlite_project(
 
     n, dim = embeddings.shape
     names = [f"class_{k}" for k in range(probs.shape[1])]
-    settings = Settings(
-        data_dir=workdir / "data", database_url=f"sqlite+pysqlite:///{workdir / 'q.db'}",
-        job_runner="inline",
-    )
     upgrade_to_head(settings.database_url)
     engine = make_engine(settings)
     store = ArtifactStore(settings.data_dir)
     with make_sessionmaker(engine)() as session, session.begin():
         project = Project(
-            name="bench", task="multiclass", labels=names, modality="vector",
+            name=name, task="multiclass", labels=names, modality="vector",
             embedder="vector", feature_dim=dim, pool_size=0, queue_strategy=queue_strategy,
             settings={},
         )
@@ -305,4 +335,4 @@ def seed_sqlite_project(
         project.active_checkpoint_id = checkpoint.id
         project_id = project.id
     engine.dispose()
-    return settings, project_id
+    return project_id

@@ -58,7 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import retrain_load  # noqa: E402
-from bench.common import OUT, digits, table, write_csv  # noqa: E402
+from bench.common import OUT, digits, seed_project, table, write_csv  # noqa: E402
 
 TARGET_P99_MS = 100.0
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/quarry_load"
@@ -86,78 +86,23 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def seed(database_url: str, data_dir: Path, name: str) -> tuple[int, list[str], np.ndarray]:
-    """Migrate ``database_url`` and bulk-insert the project (v1 checkpoint active).
+    """Migrate ``database_url`` and bulk-insert the project (v1 checkpoint active) through
+    ``bench.common.seed_project``.
 
     Returns:
         (project id, label names, class id of each item by position int64 [n]).
     """
-    from sqlalchemy import insert
-
     from app.config import Settings
-    from app.db import make_engine, make_sessionmaker
-    from app.migrate import upgrade_to_head
-    from app.models import Checkpoint, Item, ItemStatus, Project
-    from app.storage import ArtifactStore, atomic_write_npy
 
     features, classes, labeled = dataset(name)
     features = np.ascontiguousarray(features, dtype=np.float32)
     probs = retrain_load.centroid_probs(features, classes, labeled)
-    names = [f"class_{k}" for k in range(probs.shape[1])]
-    n = len(classes)
     settings = Settings(data_dir=data_dir, database_url=database_url, job_runner="inline")
-    upgrade_to_head(database_url)
-    engine = make_engine(settings)
-    store = ArtifactStore(data_dir)
-    with make_sessionmaker(engine)() as session, session.begin():
-        project = Project(
-            name=f"load-{name}",
-            task="multiclass",
-            labels=names,
-            modality="vector",
-            embedder="vector",
-            feature_dim=features.shape[1],
-            pool_size=0,
-            queue_strategy="margin",
-            settings={},
-        )
-        session.add(project)
-        session.flush()
-        store.append_features(project.id, 0, features)
-        for start in range(0, n, 20_000):
-            session.execute(
-                insert(Item),
-                [
-                    {
-                        "project_id": project.id,
-                        "external_id": f"x{p}",
-                        "position": p,
-                        "text": f"item {p}",
-                        "payload": {},
-                        "meta": {},
-                        "status": ItemStatus.LABELED if labeled[p] else ItemStatus.UNLABELED,
-                        "labels": [names[classes[p]]] if labeled[p] else None,
-                        "label_source": "human" if labeled[p] else None,
-                    }
-                    for p in range(start, min(n, start + 20_000))
-                ],
-            )
-        folder = store.checkpoint_dir(project.id, 1)
-        atomic_write_npy(folder / "probs.npy", probs)
-        atomic_write_npy(folder / "embeddings.npy", features)
-        checkpoint = Checkpoint(
-            project_id=project.id,
-            version=1,
-            path=str(folder),
-            pool_size=n,
-            n_labeled=int(labeled.sum()),
-        )
-        session.add(checkpoint)
-        session.flush()
-        project.pool_size = n
-        project.active_checkpoint_id = checkpoint.id
-        project_id = project.id
-    engine.dispose()
-    return project_id, names, classes
+    project_id = seed_project(
+        settings, embeddings=features, probs=probs, labeled=labeled, labels=classes,
+        name=f"load-{name}",
+    )
+    return project_id, [f"class_{k}" for k in range(probs.shape[1])], classes
 
 
 def resolve_url(url: str) -> str:
