@@ -49,7 +49,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +394,7 @@ def run_once(
                 ran_s, finished = time.time() - (posted or time.time()), False
                 api.post(f"/jobs/{job['id']}/cancel")
             else:
-                ran_s, finished = _job_seconds(job), True
+                ran_s, finished = retrain_load.job_seconds(job), True
         result = json.loads((work / "requests.json").read_text())
         log = result["log"]
         check = exactly_once(run_url, pid, log)
@@ -444,13 +443,6 @@ def run_once(
         "target_pair_p99_ms": TARGET_P99_MS,
     }
     return row, [[label, *r] for r in log]
-
-
-def _job_seconds(job: dict[str, Any]) -> float:
-    start, end = job.get("started_at"), job.get("finished_at")
-    if not start or not end:
-        return float("nan")
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def prepare(opts: Any) -> dict[str, Any]:

@@ -323,7 +323,7 @@ def run_once(
         errors = sum(1 for t, _, code in samples if posted <= t <= done and code != 200)
         return {
             "runner": runner, "repeat": repeat, "status": job["status"],
-            "retrain_s": _job_seconds(job), "wall_s": round(done - posted, 2),
+            "retrain_s": job_seconds(job), "wall_s": round(done - posted, 2),
             "idle_p50_ms": percentile(idle, 50), "idle_p99_ms": percentile(idle, 99),
             "busy_p50_ms": percentile(during, 50), "busy_p99_ms": percentile(during, 99),
             "busy_max_ms": max(during) if during else float("nan"),
@@ -343,7 +343,8 @@ def run_once(
             shutil.rmtree(work / "data", ignore_errors=True)
 
 
-def _job_seconds(job: dict[str, Any]) -> float:
+def job_seconds(job: dict[str, Any]) -> float:
+    """Seconds from a job's ``started_at`` to ``finished_at`` (NaN while either is unset)."""
     from datetime import datetime
 
     start, end = job.get("started_at"), job.get("finished_at")
