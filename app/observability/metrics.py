@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Annotation, Job, JobStatus, LabelSource
 from app.observability.logs import request_id_var
+from app.services.clock import as_utc
 from app.services.queue import now_utc
 
 access_log = logging.getLogger("quarry.access")
@@ -97,7 +98,7 @@ def _duration_histogram(rows: Iterable[Any]) -> HistogramMetricFamily:
                                    labels=["kind", "status"])
     groups: dict[tuple[str, str], list[float]] = {}
     for kind, status, started, finished in rows:
-        seconds = max(0.0, (_aware(finished) - _aware(started)).total_seconds())
+        seconds = max(0.0, (as_utc(finished) - as_utc(started)).total_seconds())
         groups.setdefault((str(kind), str(status)), []).append(seconds)
     for (kind, status), values in sorted(groups.items()):
         buckets = [(_bound(b), sum(v <= b for v in values)) for b in JOB_BUCKETS]
@@ -108,10 +109,6 @@ def _duration_histogram(rows: Iterable[Any]) -> HistogramMetricFamily:
 
 def _bound(value: float) -> str:
     return "+Inf" if math.isinf(value) else repr(float(value))
-
-
-def _aware(value: Any) -> Any:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def make_registry(sm: sessionmaker[Session]) -> tuple[CollectorRegistry, Histogram]:

@@ -32,6 +32,7 @@ from app.models import (
 )
 from app.services import projects as project_service
 from app.services import review
+from app.services.clock import as_utc
 
 BUCKETS_SECONDS = (60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 """Candidate widths of a "labels over time" bucket; the smallest giving <= MAX_BUCKETS wins."""
@@ -39,11 +40,6 @@ MAX_BUCKETS = 60
 IDLE_GAP_SECONDS = 300.0
 """A pause longer than this between two labels of one annotator is not counted as work."""
 RECENT_JOBS = 5
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; they are stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def dashboard(
@@ -55,7 +51,7 @@ def dashboard(
         .where(review.is_effective(project.id), Annotation.source == LabelSource.HUMAN)
         .order_by(Annotation.id)
     ).all()
-    times = np.array([_aware(r.created_at).timestamp() for r in rows], dtype=np.float64)
+    times = np.array([as_utc(r.created_at).timestamp() for r in rows], dtype=np.float64)
     return {
         "counts": project_service.project_counts(session, project),
         "labels_over_time": labels_over_time(times, bucket_seconds=bucket_seconds),

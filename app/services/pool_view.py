@@ -2,7 +2,7 @@
 
 import threading
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +172,3 @@ def load(
         mc_probs=arrays.get("mc_probs"),
         checkpoint_id=checkpoint.id if checkpoint is not None else None,
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; they are stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -11,7 +11,7 @@ unbiased estimate of the precision of all of them (given with a 95% Wilson inter
 """
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -33,17 +33,11 @@ from app.models import (
 from app.schemas.labels import AnnotationCreate
 from app.schemas.pseudo_labels import PseudoVerdictCreate
 from app.services import labeling
+from app.services.clock import as_utc
 from app.services.queue import now_utc
 from app.services.review_leases import take_leases
 
 METHOD = "pseudo_confirmation"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; they are stored in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def route_for_confirmation(
@@ -159,7 +153,7 @@ def _tasks(session: Session, review_ids: list[int]) -> list[dict[str, Any]]:
                 "labels": item.labels,
                 "label_source": item.label_source,
             },
-            "lease_expires_at": _aware(r.lease_expires_at),
+            "lease_expires_at": as_utc(r.lease_expires_at),
         }
         for r, item, version in rows
     ]
@@ -199,7 +193,7 @@ def record_verdict(
             "the correction equals the pseudo-label; accept it instead", field="label"
         )
     now = now_utc()
-    lease_end = _aware(review.lease_expires_at)
+    lease_end = as_utc(review.lease_expires_at)
     if review.leased_by not in (None, body.annotator) and lease_end is not None and lease_end > now:
         raise Conflict(f"annotator {review.leased_by!r} holds this review", field="annotator")
     human_labels = (
@@ -253,7 +247,7 @@ def _verdict_read(review: PseudoLabelReview) -> dict[str, Any]:
         "label": ", ".join(review.labels),
         "corrected_label": review.corrected_labels[0] if review.corrected_labels else None,
         "annotation_id": review.human_annotation_id,
-        "decided_at": _aware(review.verdict_at),
+        "decided_at": as_utc(review.verdict_at),
     }
 
 

@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.errors import PoolExhausted
 from app.models import Item, ItemStatus, Lease, LeaseStatus, Project, QueueRanking
 from app.services import pool_view
+from app.services.clock import now_utc
 from app.storage import ArtifactStore
 from app.strategies.registry import StrategyRegistry
 
@@ -76,11 +77,6 @@ class QueueDeps:
     rankings: RankingCache
     lease_seconds: int
     cold_start_strategy: str
-
-
-def now_utc() -> datetime:
-    """Current time in UTC."""
-    return datetime.now(UTC)
 
 
 def release_expired(session: Session, project: Project, now: datetime) -> None:

@@ -20,6 +20,7 @@ from app.models import Annotation, Job, LabelSource, Project, TrainingSchedule
 from app.schemas.jobs import TrainRequest
 from app.schemas.schedules import ScheduleWrite
 from app.services import training
+from app.services.clock import as_utc
 from app.services.queue import now_utc
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,12 @@ def human_label_stats(session: Session, project_id: int) -> tuple[int, datetime 
             Annotation.project_id == project_id, Annotation.source == LabelSource.HUMAN
         )
     ).one()
-    return int(count or 0), _aware(latest)
+    return int(count or 0), as_utc(latest)
 
 
 def next_cron_time(expression: str, after: datetime) -> datetime:
     """The first firing of a 5-field cron ``expression`` strictly after ``after`` (UTC)."""
-    return _aware(croniter(expression, after.astimezone(UTC)).get_next(datetime))  # type: ignore[return-value]
+    return as_utc(croniter(expression, after.astimezone(UTC)).get_next(datetime))  # type: ignore[return-value]
 
 
 def put_schedule(session: Session, project: Project, body: ScheduleWrite) -> TrainingSchedule:
@@ -101,12 +102,12 @@ def read_schedule(session: Session, row: TrainingSchedule) -> dict[str, Any]:
         "train": row.train,
         "labels_seen": row.labels_seen,
         "new_labels": max(count - row.labels_seen, 0),
-        "next_cron_at": _aware(row.next_cron_at),
-        "last_triggered_at": _aware(row.last_triggered_at),
+        "next_cron_at": as_utc(row.next_cron_at),
+        "last_triggered_at": as_utc(row.last_triggered_at),
         "last_job_id": row.last_job_id,
         "last_reason": row.last_reason,
-        "created_at": _aware(row.created_at),
-        "updated_at": _aware(row.updated_at),
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
     }
 
 
@@ -132,7 +133,7 @@ def due_reason(session: Session, row: TrainingSchedule, now: datetime) -> str | 
         quiet = latest is None or now - latest >= timedelta(seconds=row.debounce_seconds)
         if count - row.labels_seen >= row.every_n_labels and quiet:
             return "labels"
-    due_at = _aware(row.next_cron_at)
+    due_at = as_utc(row.next_cron_at)
     if row.cron and due_at is not None and due_at <= now:
         return "cron"
     return None
@@ -160,7 +161,7 @@ def trigger(
     else:
         where.append(TrainingSchedule.labels_seen == row.labels_seen)
         values["labels_seen"] = count
-    due_at = _aware(row.next_cron_at)
+    due_at = as_utc(row.next_cron_at)
     mark = due_at.isoformat() if reason == "cron" and due_at is not None else str(count)
     key = f"schedule:{reason}:{mark}"
     try:
@@ -186,10 +187,3 @@ def trigger(
     log.info("schedule of project %s started training job %s (%s)", row.project_id, job.id,
              reason)
     return job
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -10,7 +10,7 @@ overwritten silently (409 ``label_conflict``).
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -21,18 +21,12 @@ from app.models import Item, MiningRun, NegativeTriplet, Project, VerifyStatus
 from app.schemas.labels import AnnotationCreate
 from app.schemas.mining import VerdictCreate
 from app.services import labeling
+from app.services.clock import as_utc
 from app.services.queue import now_utc
 from app.services.review_leases import take_leases
 
 CONFIG_IGNORED = ("anchors", "seed", "enqueue", "output")
 """Request fields that do not change what a mining configuration mines."""
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; they are stored in UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def next_to_verify(
@@ -90,7 +84,7 @@ def _tasks(session: Session, triplet_ids: list[int]) -> list[dict[str, Any]]:
             "positive": _brief(p) if p is not None else None,
             "negative": _brief(ng),
             "anchor_negative_score": t.anchor_negative_score,
-            "lease_expires_at": _aware(t.lease_expires_at),
+            "lease_expires_at": as_utc(t.lease_expires_at),
         }
         for t, a, p, ng in rows
     ]
@@ -134,7 +128,7 @@ def record_verdict(
             )
         return _verdict_read(triplet)
     now = now_utc()
-    lease_end = _aware(triplet.lease_expires_at)
+    lease_end = as_utc(triplet.lease_expires_at)
     if (
         triplet.leased_by not in (None, body.annotator)
         and lease_end is not None
@@ -173,7 +167,7 @@ def _verdict_read(triplet: NegativeTriplet) -> dict[str, Any]:
         "label": triplet.anchor_label,
         "negative_id": triplet.negative_item_id,
         "annotation_id": triplet.annotation_id,
-        "decided_at": _aware(triplet.verdict_at),
+        "decided_at": as_utc(triplet.verdict_at),
     }
 
 
@@ -217,7 +211,7 @@ def runs_report(session: Session, project: Project) -> dict[str, Any]:
         reports.append(
             {
                 "run_id": run.id,
-                "created_at": _aware(run.created_at),
+                "created_at": as_utc(run.created_at),
                 "params": run.params,
                 "config_key": key,
                 "n_anchors": run.n_anchors,
