@@ -35,7 +35,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from app.sampling.mapped_pages import release_rows
+from app.sampling.mapped_pages import gather_rows
 from app.sampling.vector_index import VectorIndex, as_float_matrix, normalize_rows
 from app.strategies.base import BoolArray, FloatArray, IntArray
 
@@ -81,6 +81,7 @@ RANDOM_WINDOW_FACTOR = 10
 (sentence-transformers' default candidate depth when filters are active)."""
 
 _BLOCK_ENTRIES = 1 << 22  # at most ~4M anchor x candidate cells in memory per block
+_BLOCK_ROWS = 4096  # anchors per block: their float32 vectors (and copies) ~6 MiB at d=384
 _SAME_LABEL_SLACK_CAP = 1024  # first-pass extra depth for same-label neighbours, at most
 
 
@@ -202,13 +203,13 @@ def find_positives(
         if members.size == 0:
             continue
         member_vectors = normalize_rows(
-            as_float_matrix(np.asarray(embeddings)[members], name="embeddings")
+            as_float_matrix(gather_rows(embeddings, members), name="embeddings")
         )
         group_rows = rows_by_label[row_start:row_end]
         for chunk in _chunks(group_rows, max(1, _BLOCK_ENTRIES // members.size)):
             chunk_positions = anchor_positions[chunk]
             anchor_vectors = normalize_rows(
-                as_float_matrix(np.asarray(embeddings)[chunk_positions], name="embeddings")
+                as_float_matrix(gather_rows(embeddings, chunk_positions), name="embeddings")
             )
             similarities = anchor_vectors @ member_vectors.T
             similarities[members[None, :] == chunk_positions[:, None]] = -np.inf
@@ -237,12 +238,15 @@ def given_positives(
         raise ValueError(f"positive_positions must lie in [-1, {n_rows})")
     similarities = np.full(positives.shape[0], np.nan, dtype=np.float32)
     rows = np.flatnonzero(positives >= 0)
-    for chunk in _chunks(rows, 65_536):
-        a = normalize_rows(as_float_matrix(embeddings[anchor_positions[chunk]], name="embeddings"))
-        p = normalize_rows(as_float_matrix(embeddings[positives[chunk]], name="embeddings"))
+    for chunk in _chunks(rows, _BLOCK_ROWS):
+        # gather_rows: a read-only map streams in sorted pieces instead of staying resident
+        a = normalize_rows(
+            as_float_matrix(gather_rows(embeddings, anchor_positions[chunk]), name="embeddings")
+        )
+        p = normalize_rows(
+            as_float_matrix(gather_rows(embeddings, positives[chunk]), name="embeddings")
+        )
         similarities[chunk] = np.einsum("ij,ij->i", a, p)
-        release_rows(embeddings, anchor_positions[chunk])  # read-only maps: stream, not keep
-        release_rows(embeddings, positives[chunk])
     return positives, similarities
 
 
@@ -867,7 +871,7 @@ def mine_hard_negatives(
 
     def run(rows: IntArray, at_depth: int) -> list[tuple[IntArray, _Block]]:
         blocks = []
-        for chunk in _chunks(rows, max(1, _BLOCK_ENTRIES // at_depth)):
+        for chunk in _chunks(rows, max(1, min(_BLOCK_ROWS, _BLOCK_ENTRIES // at_depth))):
             block = _mine_block(
                 index,
                 matrix,
@@ -931,9 +935,8 @@ def _mine_block(
 ) -> _Block:
     """Search, filter, window and select for one block of anchors."""
     similarities, positions = search_candidates(
-        index, np.asarray(embeddings[anchor_positions]), at_depth
+        index, gather_rows(embeddings, anchor_positions), at_depth
     )
-    release_rows(embeddings, anchor_positions)  # a read-only map holds one block of anchors
     reasons = filter_reasons(
         similarities,
         positions,

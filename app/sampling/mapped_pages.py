@@ -70,3 +70,44 @@ def release_rows(array: npt.ArrayLike, rows: npt.ArrayLike | slice) -> None:
             mapped.madvise(_DONTNEED, low, high - low)
         except (OSError, ValueError):  # advice only: never fail the caller's read
             return
+
+
+GATHER_PIECES = 32
+""":func:`gather_rows` reads sorted rows in at least this many pieces (each spans about
+1/32 of the rows read), releasing each piece's pages before the next."""
+
+
+def gather_rows(array: npt.ArrayLike, rows: npt.ArrayLike, *, piece_rows: int = 4096) -> np.ndarray:
+    """``array[rows]`` as a new array, read without leaving a memory map resident.
+
+    Scattered reads of a memory map fault in far more than the rows read (fault-around and
+    large page-cache folios map whole neighbourhoods), so ``array[random_rows]`` on a map can
+    make most of the file resident. Here the rows are read in ascending order, in pieces of at
+    most ``piece_rows`` rows and at least :data:`GATHER_PIECES` pieces, and each piece's pages
+    are released (:func:`release_rows`) before the next, so at most about one piece's span of
+    the file is resident at a time. For arrays that are not read-only maps this is
+    ``np.asarray(array)[rows]``.
+
+    Args:
+        array: ``[n, ...]`` array or read-only memory map.
+        rows: int ``[m]`` row indices (any order, duplicates allowed).
+        piece_rows: rows per piece, ``>= 1``.
+
+    Returns:
+        ``[m, ...]`` array of ``array``'s dtype, row ``i`` = ``array[rows[i]]``.
+
+    Raises:
+        IndexError: for a row outside ``[-n, n)``.
+    """
+    source = np.asarray(array)
+    picked = np.asarray(rows, dtype=np.int64)
+    if _read_only_map(source) is None or picked.size == 0:
+        return source[picked]
+    picked = np.where(picked < 0, picked + source.shape[0], picked)
+    order = np.argsort(picked, kind="stable")
+    out = np.empty((picked.size, *source.shape[1:]), dtype=source.dtype)
+    pieces = max(GATHER_PIECES, -(-picked.size // max(1, piece_rows)))
+    for part in np.array_split(order, min(pieces, picked.size)):
+        out[part] = source[picked[part]]
+        release_rows(source, picked[part])
+    return out

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from app.sampling.mapped_pages import release_rows
+from app.sampling.mapped_pages import gather_rows, release_rows
 from app.strategies.base import FloatArray, IntArray
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
@@ -39,7 +39,8 @@ DEFAULT_EF_SEARCH = 128
 DEFAULT_NPROBE = 8
 IVF_MIN_POINTS_PER_CELL = 39  # faiss warns below 39 training points per k-means centroid
 IVF_TRAIN_POINTS_PER_CELL = 64  # k-means training sample: at most this many points per cell
-_EXACT_BLOCK_ENTRIES = 1 << 23  # exact_neighbours: query x row similarities per block
+_EXACT_BLOCK_ENTRIES = 1 << 21  # exact_neighbours: query x row similarities per block
+_EXACT_CHUNK_ROWS = 4096  # exact_neighbours: indexed rows per pass (~6 MiB at d=384)
 CHUNK_ROWS = 16_384  # rows checked / normalized / added per step (temporaries <= ~25 MiB)
 
 
@@ -91,7 +92,7 @@ def normalize_rows(vectors: FloatArray) -> FloatArray:
     out = np.array(vectors, dtype=np.float32, copy=True)
     if out.size == 0:
         return out
-    peak = np.abs(out).max(axis=1)
+    peak = np.maximum(out.max(axis=1), -out.min(axis=1))  # no [n, d] np.abs temporary
     out /= np.where(peak > 0, peak, 1.0).astype(np.float32)[:, None]
     norms = np.sqrt(np.einsum("ij,ij->i", out, out))
     out /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
@@ -374,7 +375,13 @@ class VectorIndex:
 
 
 def _trained_ivf(matrix: FloatArray, *, nlist: int | None, nprobe: int, seed: int) -> Any:
-    """An ``IndexIVFFlat`` (inner product) whose cells are k-means trained on ``matrix``."""
+    """An ``IndexIVFFlat`` (inner product) whose cells are k-means trained on ``matrix``.
+
+    k-means sees a random sample of at most ``IVF_TRAIN_POINTS_PER_CELL`` rows per cell (faiss
+    recommends 30-256 training points per centroid and subsamples above 256 itself), gathered
+    and normalized ``CHUNK_ROWS`` at a time into one float32 matrix that is freed after
+    training.
+    """
     n_rows, dim = int(matrix.shape[0]), int(matrix.shape[1])
     if n_rows < 1:
         raise ValueError("an IVF index needs at least one vector to train its cells")
@@ -391,8 +398,13 @@ def _trained_ivf(matrix: FloatArray, *, nlist: int | None, nprobe: int, seed: in
     index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_CELL
     index.cp.min_points_per_centroid = 1
     sample_size = min(n_rows, nlist * IVF_TRAIN_POINTS_PER_CELL)
-    sample = np.random.default_rng(seed).choice(n_rows, size=sample_size, replace=False)
-    index.train(normalize_rows(matrix[np.sort(sample)]))
+    sample = np.sort(np.random.default_rng(seed).choice(n_rows, size=sample_size, replace=False))
+    training = np.empty((sample_size, dim), dtype=np.float32)  # the only copy: filled by chunks
+    for start in range(0, sample_size, CHUNK_ROWS):
+        rows = sample[start : start + CHUNK_ROWS]
+        training[start : start + rows.size] = normalize_rows(gather_rows(matrix, rows))
+    index.train(training)
+    del training
     index.nprobe = min(nprobe, nlist)
     index.own_fields = True
     quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF index frees its quantizer
@@ -400,15 +412,21 @@ def _trained_ivf(matrix: FloatArray, *, nlist: int | None, nprobe: int, seed: in
 
 
 def exact_neighbours(
-    vectors: npt.ArrayLike, queries: npt.ArrayLike, k: int, *, block: int = 256
+    vectors: npt.ArrayLike, queries: npt.ArrayLike, k: int, *, block: int = 512
 ) -> IntArray:
-    """Brute-force cosine top-``k`` (the reference for recall), in blocks of queries.
+    """Brute-force cosine top-``k`` (the reference for recall), one pass over ``vectors``.
+
+    The indexed vectors are read ``_EXACT_CHUNK_ROWS`` rows at a time (normalized per chunk; a
+    read-only memory map's pages are released after each chunk), and each query keeps a running
+    top-``k``, so memory is one chunk plus ``[q, k]`` results, not a copy of ``vectors``.
+    Ties go to the lower position.
 
     Args:
         vectors: float32 ``[n, d]`` the indexed vectors (may be a memory map).
         queries: float32 ``[q, d]``.
         k: neighbours per query, ``1 <= k``; capped at ``n``.
-        block: queries per matrix product (at most ``2**23 / n``: bounds the similarity block).
+        block: queries per matrix product (at most ``2**21 / _EXACT_CHUNK_ROWS``: bounds the
+            similarity block).
 
     Returns:
         int64 ``[q, min(k, n)]`` positions, most similar first.
@@ -420,23 +438,31 @@ def exact_neighbours(
         raise ValueError(f"k must be >= 1, got {k}")
     matrix = as_float_matrix(vectors, name="vectors")
     query_matrix = normalize_rows(as_float_matrix(queries, name="queries", dim=matrix.shape[1]))
-    k = min(k, int(matrix.shape[0]))
-    # cosine = (q / |q|) . v / |v|: scale by 1 / |v| instead of keeping a normalized copy
-    inverse_norms = np.empty(matrix.shape[0], dtype=np.float32)
-    for first in range(0, matrix.shape[0], CHUNK_ROWS):
-        chunk = normalize_rows(matrix[first : first + CHUNK_ROWS])
-        raw = np.einsum("ij,ij->i", chunk, matrix[first : first + CHUNK_ROWS])
-        inverse_norms[first : first + CHUNK_ROWS] = np.where(
-            raw > 0, 1.0 / np.maximum(raw, 1e-30), 0.0
-        )
-    block = max(1, min(block, _EXACT_BLOCK_ENTRIES // max(int(matrix.shape[0]), 1)))
-    out = np.zeros((query_matrix.shape[0], k), dtype=np.int64)
-    for start in range(0, query_matrix.shape[0], block):
-        sims = (query_matrix[start : start + block] @ matrix.T) * inverse_norms[None, :]
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-        out[start : start + block] = np.take_along_axis(top, order, axis=1)
-    return out
+    n_rows, n_queries = int(matrix.shape[0]), int(query_matrix.shape[0])
+    k = min(k, n_rows)
+    best_positions = np.zeros((n_queries, 0), dtype=np.int64)
+    best_sims = np.zeros((n_queries, 0), dtype=np.float32)
+    if k == 0 or n_queries == 0:
+        return np.zeros((n_queries, k), dtype=np.int64)
+    chunk_rows = _EXACT_CHUNK_ROWS
+    block = max(1, min(block, _EXACT_BLOCK_ENTRIES // chunk_rows))
+    for first in range(0, n_rows, chunk_rows):
+        chunk = normalize_rows(matrix[first : first + chunk_rows])
+        release_rows(matrix, slice(first, first + chunk_rows))
+        take = min(k, chunk.shape[0])
+        chunk_positions = np.empty((n_queries, take), dtype=np.int64)
+        chunk_sims = np.empty((n_queries, take), dtype=np.float32)
+        for start in range(0, n_queries, block):
+            sims = query_matrix[start : start + block] @ chunk.T
+            top = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+            chunk_positions[start : start + block] = top + first
+            chunk_sims[start : start + block] = np.take_along_axis(sims, top, axis=1)
+        merged_positions = np.concatenate([best_positions, chunk_positions], axis=1)
+        merged_sims = np.concatenate([best_sims, chunk_sims], axis=1)
+        order = np.lexsort((merged_positions, -merged_sims), axis=-1)[:, :k]
+        best_positions = np.take_along_axis(merged_positions, order, axis=1)
+        best_sims = np.take_along_axis(merged_sims, order, axis=1)
+    return best_positions
 
 
 def _drop_self(positions: IntArray, sample: IntArray, k: int) -> IntArray:
@@ -478,7 +504,7 @@ def recall_at_k(
     sample = np.asarray(sample_positions, dtype=np.int64)
     if sample.size == 0:
         return 1.0
-    queries = np.asarray(np.asarray(vectors)[sample], dtype=np.float32)
+    queries = np.asarray(gather_rows(vectors, sample), dtype=np.float32)
     if reference is None:
         reference = _drop_self(exact_neighbours(vectors, queries, k + 1), sample, k)
     width = reference.shape[1]
@@ -506,9 +532,12 @@ def calibration_queries(vectors: npt.ArrayLike, sample_size: int, seed: int) -> 
     size = min(sample_size, n_rows)
     first = np.sort(rng.choice(n_rows, size=size, replace=False))
     second = rng.integers(0, n_rows, size=size)
+    # gather_rows: scattered reads of a memory map would leave much of the file resident
     mixed = (1.0 - CALIBRATION_SHIFT) * normalize_rows(
-        as_float_matrix(matrix[first], name="vectors")
-    ) + CALIBRATION_SHIFT * normalize_rows(as_float_matrix(matrix[second], name="vectors"))
+        as_float_matrix(gather_rows(matrix, first), name="vectors")
+    ) + CALIBRATION_SHIFT * normalize_rows(
+        as_float_matrix(gather_rows(matrix, second), name="vectors")
+    )
     return normalize_rows(mixed.astype(np.float32))
 
 

@@ -224,11 +224,25 @@ def test_exact_neighbours_matches_argsort() -> None:
     assert np.array_equal(exact_neighbours(data, data[:7], 4), expected)
 
 
+def test_exact_neighbours_in_chunks_equals_one_pass_and_breaks_ties_by_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _clustered(300)
+    data[[40, 140, 240]] = data[10]  # exact ties across chunk boundaries
+    whole = exact_neighbours(data, data[:12], 6)
+    monkeypatch.setattr(vector_index, "_EXACT_CHUNK_ROWS", 7)
+    chunked = exact_neighbours(data, data[:12], 6, block=5)
+    np.testing.assert_array_equal(chunked, whole)
+    assert chunked[10, :4].tolist() == [10, 40, 140, 240]
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_calibrate_reaches_the_recall_target(kind: str) -> None:
     data = _clustered()
-    index = VectorIndex.build(data, kind=kind, nprobe=1, ef_search=1) if kind == "ivf" else (
-        VectorIndex.build(data, kind=kind, hnsw_m=4, ef_construction=8)
+    index = (
+        VectorIndex.build(data, kind=kind, nprobe=1, ef_search=1)
+        if kind == "ivf"
+        else (VectorIndex.build(data, kind=kind, hnsw_m=4, ef_construction=8))
     )
     recall = calibrate(index, data, target=0.97, sample_size=100)
     assert recall >= 0.97
