@@ -631,8 +631,13 @@ def test_given_positive_pairs_set_the_margin_reference(pool: Pool) -> None:
     positives[:3] = -1
     no_labels = np.full(N_ROWS, -1, dtype=np.int64)
     result = mine_hard_negatives(
-        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=no_labels,
-        positive_positions=positives, margin=0.05, k=5,
+        pool.index,
+        pool.embeddings,
+        anchor_positions=pool.anchors,
+        labels=no_labels,
+        positive_positions=positives,
+        margin=0.05,
+        k=5,
     )
     unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
     expected = np.einsum("ij,ij->i", unit[pool.anchors], unit[np.maximum(positives, 0)])
@@ -654,7 +659,10 @@ def test_given_positive_pairs_set_the_margin_reference(pool: Pool) -> None:
     assert complete > pool.anchors.size // 2
     with pytest.raises(ValueError, match="positive_positions"):
         mine_hard_negatives(
-            pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=no_labels,
+            pool.index,
+            pool.embeddings,
+            anchor_positions=pool.anchors,
+            labels=no_labels,
             positive_positions=positives[:-1],
         )
 
@@ -664,8 +672,13 @@ def test_max_candidates_caps_the_search_at_raw_ranks(pool: Pool) -> None:
     anchors that run out get fewer negatives instead of a deeper search."""
     cap = 12
     capped = mine_hard_negatives(
-        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
-        margin=0.0, k=5, max_candidates=cap,
+        pool.index,
+        pool.embeddings,
+        anchor_positions=pool.anchors,
+        labels=pool.labels,
+        margin=0.0,
+        k=5,
+        max_candidates=cap,
     )
     unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
     neighbours = np.argsort(-(unit[pool.anchors] @ unit.T), axis=1, kind="stable")[:, :cap]
@@ -673,13 +686,22 @@ def test_max_candidates_caps_the_search_at_raw_ranks(pool: Pool) -> None:
         got = capped.negative_positions[row]
         assert np.isin(got[got >= 0], neighbours[row]).all()
     uncapped = mine_hard_negatives(
-        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
-        margin=0.0, k=5,
+        pool.index,
+        pool.embeddings,
+        anchor_positions=pool.anchors,
+        labels=pool.labels,
+        margin=0.0,
+        k=5,
     )
     assert (capped.negative_positions >= 0).sum() < (uncapped.negative_positions >= 0).sum()
     with pytest.raises(ValueError, match="max_candidates"):
-        mine_hard_negatives(pool.index, pool.embeddings, anchor_positions=pool.anchors,
-                            labels=pool.labels, max_candidates=0)
+        mine_hard_negatives(
+            pool.index,
+            pool.embeddings,
+            anchor_positions=pool.anchors,
+            labels=pool.labels,
+            max_candidates=0,
+        )
 
 
 def test_a_close_cap_is_searched_in_one_pass(pool: Pool) -> None:
@@ -695,15 +717,26 @@ def test_a_close_cap_is_searched_in_one_pass(pool: Pool) -> None:
     spy = SpyIndex(pool.index._index, "flat")
     cap = 40
     once = mine_hard_negatives(
-        spy, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
-        k=3, relative_margin=0.05, max_candidates=cap, exclude_same_label=False,
+        spy,
+        pool.embeddings,
+        anchor_positions=pool.anchors,
+        labels=pool.labels,
+        k=3,
+        relative_margin=0.05,
+        max_candidates=cap,
+        exclude_same_label=False,
     )
     assert depths == [cap]
     unit = pool.embeddings / np.linalg.norm(pool.embeddings, axis=1, keepdims=True)
     neighbours = np.argsort(-(unit[pool.anchors] @ unit.T), axis=1, kind="stable")[:, :cap]
     uncapped = mine_hard_negatives(
-        pool.index, pool.embeddings, anchor_positions=pool.anchors, labels=pool.labels,
-        k=3, relative_margin=0.05, exclude_same_label=False,
+        pool.index,
+        pool.embeddings,
+        anchor_positions=pool.anchors,
+        labels=pool.labels,
+        k=3,
+        relative_margin=0.05,
+        exclude_same_label=False,
     )
     for row in range(pool.anchors.size):
         got = once.negative_positions[row]

@@ -16,13 +16,15 @@ def test_pool_and_batch_duplicates_are_found() -> None:
     index = VectorIndex.build(pool, kind="flat")
     rng = np.random.default_rng(1)
     fresh = rng.normal(size=(3, 12)).astype(np.float32)
-    batch = np.stack([
-        fresh[0],
-        pool[17] * 3.0,  # same direction as pool row 17: similarity 1
-        fresh[1],
-        fresh[0] + 1e-4,  # near copy of batch row 0
-        fresh[2],
-    ])
+    batch = np.stack(
+        [
+            fresh[0],
+            pool[17] * 3.0,  # same direction as pool row 17: similarity 1
+            fresh[1],
+            fresh[0] + 1e-4,  # near copy of batch row 0
+            fresh[2],
+        ]
+    )
     found = find_near_duplicates(batch, start=200, threshold=0.99, pool_index=index)
     assert found.rows.tolist() == [1, 3]
     assert found.match_positions.tolist() == [17, 200]

@@ -55,8 +55,15 @@ def test_filters_in_order_and_counted() -> None:
     mask[:20] = False  # labeled items of any class are never candidates
     probs = np.where(y == 1, 0.9, 0.1).astype(np.float32)
     found = select_pu_negatives(
-        x, positives, mask, rng=np.random.default_rng(0), margin=None, max_similarity=0.5,
-        rocchio=True, probs=probs, max_predicted_probability=0.5,
+        x,
+        positives,
+        mask,
+        rng=np.random.default_rng(0),
+        margin=None,
+        max_similarity=0.5,
+        rocchio=True,
+        probs=probs,
+        max_predicted_probability=0.5,
     )
     xn = _unit(x.astype(np.float64))
     candidates = np.flatnonzero(mask & ~np.isin(np.arange(len(y)), positives))
