@@ -17,6 +17,9 @@ Methods, all with the library defaults (``TrainConfig()``, ``SemiSupervisedConfi
 tuned to these sets): ``supervised`` (``fit_supervised`` on the labels), ``self_training``
 (``fit_self_training``), ``fixmatch``, ``fixmatch+da`` (distribution alignment), ``flexmatch``,
 ``freematch``, ``mean_teacher`` (``fit_consistency``: one fit, no hold-out, as in USB), and
+``label_spreading`` (``fit_label_spreading``: labels spread over a kNN graph of the pool, Zhou
+et al. 2004 / Iscen et al. 2019, then the net on labels + certainty-weighted spread labels,
+through the job's validation plan), and
 ``sklearn_self_training``: ``sklearn.semi_supervised.SelfTrainingClassifier`` around a
 ``LogisticRegression`` (threshold 0.95 like ours), the library a user would otherwise pick.
 ``--steps`` bounds the consistency fits (default 1000, half the library's 2000, to keep the
@@ -33,7 +36,8 @@ more than the spread (max - min) of the supervised-only and of that method's acc
 
 Speed: one retrain through the job's entry point ``fit_semi_supervised`` (validation plan, early
 stopping, refit, pseudo-label selection) on 10,000 labeled + 100,000 unlabeled 384-d rows
-(noisy copies of real Banking77 vectors, intents kept), self-training and FixMatch, against
+(noisy copies of real Banking77 vectors, intents kept), self-training, FixMatch and label
+spreading (``--speed-methods`` picks a subset), against
 ``SelfTrainingClassifier(LogisticRegression)`` on the same rows; two torch threads; median of
 ``--repeats``. The target is <= 60 s wall time on 2 idle cores; on a shared machine the wall
 time is inflated by other processes, so the table also gives process CPU seconds (two threads:
@@ -68,6 +72,7 @@ from app.ml.predict import predict_proba  # noqa: E402
 from app.ml.semi_supervised import (  # noqa: E402
     SemiSupervisedConfig,
     fit_consistency,
+    fit_label_spreading,
     fit_semi_supervised,
     select_with_thresholds,
 )
@@ -80,7 +85,7 @@ CONSISTENCY = {
     "freematch": {"method": "freematch"},
     "mean_teacher": {"method": "mean_teacher"},
 }
-METHODS = ["supervised", "self_training", *CONSISTENCY, "sklearn_self_training"]
+METHODS = ["supervised", "self_training", *CONSISTENCY, "label_spreading", "sklearn_self_training"]
 SETTINGS = {
     "banking77": (4, 25),
     "digits": (4, 25),
@@ -195,6 +200,19 @@ def run_one(
         )
         pred = predict_proba(result.net, data["x_test"]).argmax(1)
         pseudo_pos, pseudo_lab = result.pseudo_positions, result.pseudo_labels
+    elif method == "label_spreading":
+        result = fit_label_spreading(
+            x[labeled],
+            y[labeled],
+            x[unlabeled],
+            config=config,
+            ssl=SemiSupervisedConfig(method="label_spreading"),
+            seed=seed,
+            device="cpu",
+            n_classes=n_classes,
+        )
+        pred = predict_proba(result.net, data["x_test"]).argmax(1)
+        pseudo_pos, pseudo_lab = result.pseudo_positions, result.pseudo_labels
     elif method == "sklearn_self_training":
         pred, pseudo_pos, pseudo_lab = _sklearn_self_training(
             x, y, labeled, unlabeled, data["x_test"]
@@ -265,7 +283,11 @@ def speed(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs = {
         "quarry self_training": SemiSupervisedConfig(method="self_training"),
         "quarry fixmatch": SemiSupervisedConfig(method="fixmatch"),
+        "quarry label_spreading": SemiSupervisedConfig(method="label_spreading"),
     }
+    if args.speed_methods:
+        wanted = {f"quarry {m}" for m in args.speed_methods.split(",")}
+        runs = {name: ssl for name, ssl in runs.items() if name in wanted}
     for name, ssl in runs.items():
         times, cpu = [], []
         for r in range(args.repeats):
@@ -506,6 +528,11 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--skip-sklearn-speed", action="store_true")
+    parser.add_argument(
+        "--speed-methods",
+        default="",
+        help="comma-separated subset of self_training,fixmatch,label_spreading for the speed run",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the accuracy runs")
     args = parser.parse_args()
     if args.quick:

@@ -26,11 +26,13 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from app.ml.augment import STRONG_FEATURES, WEAK_FEATURES, ImageAugment
-from app.ml.negatives import NegativeRows, per_row_loss
+from app.ml.label_propagation import knn_graph, spread_labels
+from app.ml.negatives import NegativeRows, append_negatives, per_row_loss
 from app.ml.networks import HeadNet
 from app.ml.predict import fork_rng, predict_proba, resolve_device
 from app.ml.ssl_methods import (
     CONSISTENCY_METHODS,
+    GRAPH_METHODS,
     METHOD_STATES,
     METHODS,
     DistributionAlignment,
@@ -47,6 +49,7 @@ from app.ml.train import (
     can_early_stop,
     fit_self_training,
     fit_supervised,
+    fit_supervised_with_info,
     image_side,
     make_net,
 )
@@ -55,6 +58,7 @@ from app.strategies.base import FloatArray
 
 __all__ = [
     "CONSISTENCY_METHODS",
+    "GRAPH_METHODS",
     "METHODS",
     "ConsistencyFit",
     "SemiSupervisedConfig",
@@ -401,6 +405,11 @@ def fit_semi_supervised(
     method's final per-class thresholds (FixMatch/Mean Teacher: ``ssl.threshold``), at most
     ``ssl.max_per_class`` per class: what a consistency fit trusted at its end.
 
+    ``"label_spreading"`` (:func:`fit_label_spreading`) spreads the labels over a kNN graph
+    of the labeled + unlabeled rows and trains on the labeled rows plus the weighted spread
+    labels, with the same validation plan (the hold-out rows' labels are not spread in the
+    first fit).
+
     Args:
         x_labeled: float ``[n, d]`` features of the human-labeled rows (n >= 1).
         y_labeled: int64 ``[n]`` class indices, or float32 ``[n, c]`` multi-hot (multilabel).
@@ -441,6 +450,19 @@ def fit_semi_supervised(
         result.metrics["method"] = "self_training" if result.metrics["n_pseudo"] else "none"
         result.metrics["distribution_alignment"] = False
         return result
+    if ssl.method in GRAPH_METHODS:
+        return fit_label_spreading(
+            x_labeled,
+            y_labeled,
+            x_u,
+            config=config,
+            ssl=ssl,
+            seed=seed,
+            device=device,
+            on_progress=on_progress,
+            n_classes=n_classes,
+            negatives=negatives,
+        )
     return _fit_consistency_checkpoint(
         x_labeled,
         y_labeled,
@@ -585,3 +607,267 @@ def _fit_consistency_checkpoint(
         pseudo_labels=pseudo.labels,
         pseudo_confidences=pseudo.confidences,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# label spreading
+
+
+def _supervised_cv(
+    x_l: FloatArray,
+    y_l: npt.NDArray[Any],
+    folds: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+    *,
+    config: TrainConfig,
+    seed: int,
+    dev: torch.device,
+    n_out: int,
+) -> dict[str, float]:
+    """Out-of-fold scores of supervised fits (the few-labels validation of every method)."""
+    oof = np.zeros((x_l.shape[0], n_out), dtype=np.float32)
+    for tr, va in folds:
+        fold_net = fit_supervised(
+            x_l[tr], y_l[tr], config=config, seed=seed, device=dev, n_classes=n_out
+        )
+        oof[va] = predict_proba(fold_net, x_l[va], device=dev)
+    return _scores(y_l, oof, config.task)
+
+
+def _top_per_class(
+    labels: npt.NDArray[np.int64], confidences: FloatArray, max_per_class: int | None
+) -> PseudoLabels:
+    """Rows with confidence > 0, at most ``max_per_class`` per class (most confident first)."""
+    positions = np.flatnonzero(confidences > 0)
+    if max_per_class is not None and positions.size:
+        order = np.lexsort((positions, -confidences[positions], labels[positions]))
+        grouped = labels[positions][order]
+        rank = np.arange(order.size) - np.searchsorted(grouped, grouped, side="left")
+        positions = np.sort(positions[order[rank < max_per_class]])
+    return PseudoLabels(
+        positions=positions.astype(np.int64),
+        labels=labels[positions].astype(np.int64),
+        confidences=confidences[positions].astype(np.float32),
+    )
+
+
+def fit_label_spreading(
+    x_labeled: npt.ArrayLike,
+    y_labeled: npt.ArrayLike,
+    x_unlabeled: npt.ArrayLike,
+    *,
+    config: TrainConfig,
+    ssl: SemiSupervisedConfig,
+    seed: int,
+    device: str | torch.device,
+    on_progress: ProgressCallback = lambda p, msg: None,
+    n_classes: int | None = None,
+    negatives: NegativeRows | None = None,
+) -> TrainResult:
+    """Label spreading on a kNN graph, then a net trained on labels + weighted spread labels.
+
+    Iscen et al. (2019), "Label Propagation for Deep Semi-supervised Learning", on fixed
+    features: one graph (:func:`~app.ml.label_propagation.knn_graph`, ``ssl.neighbors``,
+    ``ssl.gamma``) over the labeled and unlabeled rows; the labels are spread over it
+    (:func:`~app.ml.label_propagation.spread_labels`, ``ssl.alpha``, ``ssl.cg_iterations``);
+    every unlabeled row the spreading reached joins the training set with its spread label at
+    weight ``ssl.unlabeled_weight * omega_i`` (``omega_i = 1 - H / log C``, normalized to a
+    maximum of 1). Class balance is :class:`~app.ml.train.TrainConfig`'s ``class_weighting``
+    counted with those weights (Iscen et al.'s per-class ``zeta_c``, weighted).
+
+    Validation as for self-training: with a hold-out, spread from the training rows' labels
+    only (the hold-out rows stay unlabeled nodes), fit with early stopping on the hold-out and
+    report its scores; then spread from all labels on the same graph and refit for the best
+    epoch count. With few labels, supervised stratified-CV scores (``metrics["cv_of"] =
+    "supervised"``) and one fit on everything.
+
+    The stored pseudo-labels are the spread labels of the unlabeled rows, confidence =
+    ``omega_i``, at most ``ssl.max_per_class`` per class (the most certain).
+
+    Args:
+        x_labeled: float ``[n, d]`` human-labeled features (n >= 1).
+        y_labeled: int64 ``[n]`` class indices (softmax tasks).
+        x_unlabeled: float ``[m, d]`` unlabeled pool (m >= 1; ``np.memmap`` is fine).
+        config: the learner's hyper-parameters.
+        ssl: ``method="label_spreading"`` and its graph settings.
+        seed: seeds the graph's IVF k-means (large pools), the validation plan and the fits.
+        device: ``"auto"``/``"cpu"``/``"cuda"`` or a ``torch.device`` (the nets; the graph
+            and the solve run on the CPU).
+        on_progress: called with (fraction in ``[0, 1]``, message).
+        n_classes: number of classes (default from ``y_labeled``).
+        negatives: "not c" rows added to every fit (:func:`~app.ml.negatives.append_negatives`).
+
+    Returns:
+        TrainResult; ``metrics`` adds ``method``, ``neighbors``, ``alpha``, ``gamma``,
+        ``cg_iterations`` (run), ``graph_seconds``, ``spread_seconds``, ``n_spread`` (the
+        weighted rows trained on) and ``mean_spread_weight``.
+
+    Raises:
+        ValueError: on a multilabel task, bad shapes, non-finite features, empty
+            ``x_unlabeled`` or an unavailable device.
+    """
+    started = time.perf_counter()
+    if config.task == "multilabel":
+        raise ValueError("label spreading needs a single-label (softmax) task")
+    dev = resolve_device(device)
+    x_l = _as_features(x_labeled, "x_labeled")
+    if x_l.shape[0] < 1:
+        raise ValueError("need at least one labeled row")
+    y_l, n_out = _as_targets(y_labeled, config.task, x_l.shape[0], n_classes)
+    x_u = _as_features(x_unlabeled, "x_unlabeled")
+    if x_u.shape[0] == 0 or x_u.shape[1] != x_l.shape[1]:
+        raise ValueError(f"x_unlabeled must have shape [m >= 1, {x_l.shape[1]}], got {x_u.shape}")
+    n_l, n_u = x_l.shape[0], x_u.shape[0]
+    plan = _plan_validation(y_l, config, seed)
+    holdout = plan.mode == "holdout"
+    n_fits = (2 if holdout else 1) + 0.1 * len(plan.folds) + 0.2
+    done = 0.0
+    on_progress(0.0, f"label spreading: graph of {n_l + n_u} rows ({plan.mode} validation)")
+    graph_started = time.perf_counter()
+    graph = knn_graph(np.concatenate([x_l, x_u]), ssl.neighbors, gamma=ssl.gamma, seed=seed)
+    graph_seconds = time.perf_counter() - graph_started
+    done += 0.2
+    on_progress(done / n_fits, f"graph done in {graph_seconds:.1f} s")
+    spread_seconds = 0.0
+
+    def spread(rows: npt.NDArray[np.int64]) -> tuple[PseudoLabels, int]:
+        nonlocal spread_seconds
+        result = spread_labels(
+            None,
+            rows,
+            y_l[rows],
+            n_out,
+            alpha=ssl.alpha,
+            max_iter=ssl.cg_iterations,
+            graph=graph,
+        )
+        spread_seconds += result.seconds
+        weights = result.weights[n_l:]
+        return (
+            PseudoLabels(
+                positions=np.flatnonzero(weights > 0).astype(np.int64),
+                labels=result.labels[n_l:][weights > 0],
+                confidences=weights[weights > 0],
+            ),
+            result.iterations,
+        )
+
+    def fit(
+        rows: npt.NDArray[np.int64],
+        pseudo: PseudoLabels,
+        stage: str,
+        *,
+        validation: tuple[FloatArray, npt.NDArray[Any]] | None = None,
+        epochs: int | None = None,
+    ) -> tuple[HeadNet, int]:
+        x_fit = np.concatenate([x_l[rows], x_u[pseudo.positions]])
+        y_fit = np.concatenate([y_l[rows], pseudo.labels])
+        w_fit = np.concatenate(
+            [np.ones(rows.shape[0], dtype=np.float32), ssl.unlabeled_weight * pseudo.confidences]
+        ).astype(np.float32)
+        comp = None
+        if negatives is not None and len(negatives):
+            x_fit, y_fit, w_fit, comp = append_negatives(
+                x_fit, y_fit, w_fit, negatives, task=config.task, n_classes=n_out
+            )
+        fit_config = config if epochs is None else replace(config, epochs=epochs, min_steps=0)
+
+        def on_epoch(epoch: int, n_epochs: int, loss: float) -> None:
+            on_progress(
+                min((done + epoch / n_epochs) / n_fits, 1.0),
+                f"{stage}: epoch {epoch}/{n_epochs}, loss {loss:.4f}",
+            )
+
+        net, info = fit_supervised_with_info(
+            x_fit,
+            y_fit,
+            config=fit_config,
+            seed=seed,
+            device=dev,
+            sample_weight=w_fit,
+            on_epoch=on_epoch,
+            n_classes=n_out,
+            validation=validation,
+            complementary=comp,
+        )
+        return net, info.best_epoch
+
+    cv_scores = None
+    if plan.folds:
+        cv_scores = _supervised_cv(
+            x_l, y_l, plan.folds, config=config, seed=seed, dev=dev, n_out=n_out
+        )
+        done += 0.1 * len(plan.folds)
+    best_epoch = None
+    if holdout:
+        pseudo_train, _ = spread(plan.train_idx)
+        stoppable = can_early_stop(y_l[plan.val_idx], config.task)
+        first, best = fit(
+            plan.train_idx,
+            pseudo_train,
+            "label spreading",
+            validation=(x_l[plan.val_idx], y_l[plan.val_idx]) if stoppable else None,
+        )
+        final_scores = _scores(
+            y_l[plan.val_idx], predict_proba(first, x_l[plan.val_idx], device=dev), config.task
+        )
+        if stoppable and config.early_stopping_patience:
+            best_epoch = best
+        done += 1.0
+    all_rows = np.arange(n_l, dtype=np.int64)
+    pseudo, iterations = spread(all_rows)
+    net, _ = fit(all_rows, pseudo, "final" if holdout else "label spreading", epochs=best_epoch)
+    if not holdout:
+        final_scores = (
+            cv_scores
+            if cv_scores is not None
+            else _scores(y_l, predict_proba(net, x_l, device=dev), config.task)
+        )
+    stored = _top_per_class(
+        _scatter(pseudo.positions, pseudo.labels, n_u),
+        _scatter(pseudo.positions, pseudo.confidences, n_u),
+        ssl.max_per_class,
+    )
+    metrics: dict[str, Any] = {
+        **final_scores,
+        "validation": plan.mode,
+        "cv_of": "supervised" if cv_scores is not None else None,
+        "n_labeled": int(n_l),
+        "n_train": int(plan.train_idx.shape[0]) if holdout else int(n_l),
+        "n_validation": int(plan.val_idx.shape[0]),
+        "cv_folds": len(plan.folds),
+        "n_unlabeled": int(n_u),
+        "n_pseudo": len(stored),
+        "pseudo_per_class": stored.per_class(n_out).tolist(),
+        "n_negatives": 0 if negatives is None else len(negatives),
+        "rounds": [],
+        "method": ssl.method,
+        "distribution_alignment": False,
+        "neighbors": int(ssl.neighbors),
+        "alpha": float(ssl.alpha),
+        "gamma": float(ssl.gamma),
+        "cg_iterations": int(iterations),
+        "graph_seconds": round(graph_seconds, 3),
+        "spread_seconds": round(spread_seconds, 3),
+        "n_spread": len(pseudo),
+        "mean_spread_weight": round(float(pseudo.confidences.mean()), 4) if len(pseudo) else 0.0,
+        "best_epoch": best_epoch,
+        "task": config.task,
+        "n_classes": int(n_out),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    on_progress(1.0, f"done: {plan.mode} accuracy {final_scores['accuracy']:.3f}")
+    return TrainResult(
+        net=net,
+        metrics=metrics,
+        pseudo_positions=stored.positions,
+        pseudo_labels=stored.labels,
+        pseudo_confidences=stored.confidences,
+    )
+
+
+def _scatter(
+    positions: npt.NDArray[np.int64], values: npt.NDArray[Any], n: int
+) -> npt.NDArray[Any]:
+    out = np.zeros(n, dtype=values.dtype)
+    out[positions] = values
+    return out

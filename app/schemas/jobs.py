@@ -9,7 +9,8 @@ from app.schemas.ids import DbId
 from app.schemas.mining import TrainNegatives
 
 SemiSupervisedMethod = Literal[
-    "none", "self_training", "fixmatch", "flexmatch", "freematch", "mean_teacher"
+    "none", "self_training", "fixmatch", "flexmatch", "freematch", "mean_teacher",
+    "label_spreading",
 ]
 
 

@@ -82,3 +82,36 @@ def test_cnn_on_a_non_square_pool_is_422_naming_architecture(client):
     make_pool(client, project, n=30, labeled=9)
     run = client.post(f"{API}/projects/{project['id']}/train", json={"architecture": "cnn"})
     assert run.status_code == 422 and run.json()["context"]["field"] == "architecture"
+
+
+def test_label_spreading_run_stores_spread_labels_and_is_a_project_default(client):
+    project = make_project(client, name="spreading")
+    pid = project["id"]
+    make_pool(client, project, n=90, labeled=15)
+    response = client.post(
+        f"{API}/projects/{pid}/train", json={"semi_supervised": {"method": "label_spreading"}}
+    )
+    assert response.status_code == 202, response.text
+    job = client.get(f"{API}/jobs/{response.json()['id']}").json()
+    assert job["status"] == "succeeded", job
+    metrics = job["metrics"]
+    assert metrics["method"] == "label_spreading" and metrics["pseudo_method"] == "label_spreading"
+    assert metrics["n_spread"] > 0 and metrics["n_pseudo"] > 0 and metrics["neighbors"] == 10
+    assert metrics["cg_iterations"] >= 1
+    pseudo = client.get(
+        f"{API}/projects/{pid}/items", params={"status": "pseudo", "limit": 500}
+    ).json()["items"]
+    assert pseudo, "the active checkpoint's spread labels are applied"
+    item = client.get(f"{API}/projects/{pid}/items/{pseudo[0]['id']}").json()
+    notes = [a for a in item["annotations"] if a["source"] == "pseudo"]
+    assert notes and notes[-1]["method"] == "label_spreading"
+    assert notes[-1]["checkpoint_id"] == metrics["checkpoint_id"]
+    assert 0.0 < notes[-1]["confidence"] <= 1.0
+
+    defaults = {"semi_supervised": {"method": "label_spreading"}}
+    assert (
+        client.patch(f"{API}/projects/{pid}", json={"train_defaults": defaults}).status_code == 200
+    )
+    plain = client.post(f"{API}/projects/{pid}/train").json()
+    assert plain["params"]["semi_supervised"]["method"] == "label_spreading"
+    assert client.get(f"{API}/jobs/{plain['id']}").json()["metrics"]["method"] == "label_spreading"
