@@ -67,10 +67,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.jobs.common import reap_stale
     from app.jobs.context import job_context
     from app.jobs.scheduler import tick
-    from app.ml.runtime import set_threads
+    from app.ml.runtime import lower_priority, set_threads
 
     settings = get_settings()
     set_threads(settings.torch_threads)
+    lower_priority(settings.job_nice)
     context = job_context(settings)
     worker = QueueWorker(settings, context, JOB_BODIES, threads=max(1, args.threads))
     sender = RedisJobRunner(settings)

@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         True, description="Run the schedule/reaper loop in this process (API and workers)."
     )
     scheduler_poll_seconds: float = Field(5.0, gt=0, description="Schedule/reaper loop period.")
+    queue_background_refresh: bool = Field(
+        True,
+        description="Compute /next rankings in a background thread (a new one when the "
+        "ranking runs low or a retrain activated a checkpoint; the previous one is served "
+        "meanwhile). False computes them inside the /next that needs one.",
+    )
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, le=300,
+        description="How long a resolved API key or UI session is reused without a database "
+        "read (0: read on every request). Changes made through this process apply at once; "
+        "a key revoked by another process (quarry keys revoke) stops working within this time.",
+    )
     lease_seconds: int = Field(600, ge=10, description="How long /next holds an item.")
     import_inline_max: int = Field(
         256, ge=0, description="Text imports above this many rows run as a background job."
@@ -50,6 +62,12 @@ class Settings(BaseSettings):
     pseudo_label_threshold: float = Field(0.95, gt=0.0, le=1.0)
     torch_threads: int = Field(
         1, ge=0, description="torch threads in jobs; 0 keeps torch's default (all cores)."
+    )
+    job_nice: int = Field(
+        10, ge=0, le=19,
+        description="Niceness a job process (quarry worker, the process runner's child) adds "
+        "to itself, so training on a host shared with the API never takes CPU the API needs "
+        "(0 on a dedicated worker host).",
     )
     mc_dropout_samples: int = Field(
         10, ge=0, description="MC-dropout passes saved as mc_probs.npy (for BALD); 0 turns it off."

@@ -49,6 +49,9 @@ def enable_sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")  # a WAL reader: never waits for the writer
+            return
         # IMMEDIATE takes the write lock up front, so concurrent writers wait (busy_timeout)
         # instead of failing with "database is locked" when a read transaction upgrades.
         if writer.acquire(timeout=30):  # else fall back to SQLite's own busy wait
@@ -70,6 +73,25 @@ def enable_sqlite_transactions(engine: Engine) -> None:
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         if record.info.pop("quarry_writer_lock", False):  # closed without commit or rollback
             writer.release()
+
+
+READ_ONLY = "quarry_read_only"
+"""Connection execution option of :func:`read_only` sessions."""
+
+
+@contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads: always rolled back. On SQLite its transaction is a
+    deferred ``BEGIN`` (a WAL snapshot reader) that neither takes nor waits for the single
+    writer lock every other transaction holds; elsewhere it is an ordinary transaction.
+    """
+    session = factory()
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -24,9 +24,11 @@ from app.jobs.runner import InlineJobRunner, JobContext, JobRunner, ThreadJobRun
 from app.jobs.scheduler import MaintenanceLoop
 from app.observability.metrics import RequestMiddleware, make_registry
 from app.sampling.index_store import IndexStore
+from app.services.auth import PrincipalCache
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
-from app.services.queue import RankingCache
+from app.services.queue import QueueDeps, RankingCache
+from app.services.queue_refresh import RankingRefresher
 from app.services.webhooks_delivery import DeliveryLoop
 from app.storage import ArtifactStore
 from app.strategies import default_registry
@@ -46,19 +48,26 @@ def build_services(settings: Settings, sessionmaker=None) -> Services:  # type: 
     embedders = EmbedderCache(batch_size=settings.embed_batch_size)
     context = job_context(
         settings, sessionmaker=sessionmaker, store=store, embedders=embedders,
-        index_store=index_store, extra_hooks=(rankings.invalidate,),
+        index_store=index_store, extra_hooks=(rankings.retire,),
     )
     runner = make_runner(settings, context)
+    strategies = default_registry()
+    refresher = RankingRefresher(sessionmaker, QueueDeps(
+        store=store, strategies=strategies, rankings=rankings,
+        lease_seconds=settings.lease_seconds, cold_start_strategy=settings.cold_start_strategy,
+    )) if settings.queue_background_refresh else None
     return Services(
         settings=settings,
         sessionmaker=sessionmaker,
         store=store,
-        strategies=default_registry(),
+        strategies=strategies,
         rankings=rankings,
         embedders=embedders,
         index_store=index_store,
         nets=NetCache(),
         runner=runner,
+        principals=PrincipalCache(settings.auth_cache_seconds),
+        refresher=refresher,
     )
 
 
@@ -90,6 +99,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if deliveries is not None:
             deliveries.stop()
         services.runner.shutdown()
+        if services.refresher is not None:
+            services.refresher.shutdown()
 
     app = FastAPI(
         title="Quarry",

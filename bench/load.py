@@ -15,8 +15,11 @@ Data (real, never uniform noise):
 
 Each annotator is an asyncio task of the driver process (``httpx.AsyncClient``, one connection
 per annotator) that loops: ``GET /next?annotator=load-<i>`` (timed), ``POST /annotations``
-with the lease, the item's true class and a unique ``Idempotency-Key`` (timed); no think time
-(a stress test: the service is saturated, latency includes queueing). At ``--retrain-at``
+with the lease, the item's true class and a unique ``Idempotency-Key`` (timed), then "thinks"
+for ``--think`` seconds on average (uniform between 0.5x and 1.5x, as in
+``bench/next_latency.py``; default 1 s, a fast annotator: 50 of them label about 45 items/s,
+160,000 an hour). ``--think 0`` is a stress test: the service is saturated and latency is
+queueing time. At ``--retrain-at``
 seconds the bench POSTs ``/train``; when the load ends a still-running retrain is cancelled and
 its run time so far is reported. Acknowledged = a 2xx answer to ``POST /annotations``. The
 check then reads the database: every acknowledged annotation id is stored (else *lost*), no
@@ -115,11 +118,24 @@ def resolve_url(url: str) -> str:
 
 
 async def _annotator(
-    http: Any, base: str, index: int, stop_at: float, classes: list[str], log: list[list[Any]]
+    http: Any,
+    base: str,
+    index: int,
+    stop_at: float,
+    classes: list[str],
+    log: list[list[Any]],
+    think: float = 0.0,
 ) -> None:
-    """One annotator: next -> label until ``stop_at`` (time.monotonic)."""
+    """One annotator: next -> label -> think (mean ``think`` s) until ``stop_at`` (monotonic)."""
     name = f"load-{index}"
+    rng = np.random.default_rng(index)
+    first = True
     while time.monotonic() < stop_at:
+        if think > 0:  # before each cycle: the first one staggers the annotators' starts
+            await asyncio.sleep(think * rng.uniform(0.0 if first else 0.5, 1.5))
+            first = False
+            if time.monotonic() >= stop_at:
+                break
         started = time.time()
         t0 = time.perf_counter()
         try:
@@ -187,7 +203,13 @@ async def _annotator(
 
 
 async def _drive(
-    port: int, pid: int, key: str, annotators: int, seconds: float, classes: list[str]
+    port: int,
+    pid: int,
+    key: str,
+    annotators: int,
+    seconds: float,
+    classes: list[str],
+    think: float = 0.0,
 ) -> list[list[Any]]:
     import httpx
 
@@ -201,7 +223,10 @@ async def _drive(
         await asyncio.gather(*(http.get(f"{base}/stats") for _ in range(annotators)))
         stop_at = time.monotonic() + seconds
         await asyncio.gather(
-            *(_annotator(http, base, i, stop_at, classes, log) for i in range(annotators))
+            *(
+                _annotator(http, base, i, stop_at, classes, log, think)
+                for i in range(annotators)
+            )
         )
     return log
 
@@ -220,6 +245,7 @@ def driver_main(spec_path: Path) -> None:
             spec["annotators"],
             spec["seconds"],
             labels,
+            spec.get("think", 0.0),
         )
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -361,6 +387,7 @@ def run_once(
                     "key": key,
                     "annotators": opts.annotators,
                     "seconds": opts.seconds,
+                    "think": opts.think,
                     "classes": str(template["classes"]),
                     "names": template["names"],
                     "out": str(work / "requests.json"),
@@ -416,6 +443,7 @@ def run_once(
         "database": run_url.split(":", 1)[0],
         "runner": opts.runner,
         "annotators": opts.annotators,
+        "think_s": opts.think,
         "seconds": opts.seconds,
         "throughput_rps": (len(next_ms) + len(label_ms)) / opts.seconds,
         "labels_per_s": len(label_ms) / opts.seconds,
@@ -494,6 +522,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument(
+        "--think", type=float, default=1.0,
+        help="mean think time per item in seconds (0: a stress test at machine speed)",
+    )
+    parser.add_argument(
         "--database-url",
         default=DEFAULT_PG,
         help="PostgreSQL URL of the run database (a <name>_template database "
@@ -569,6 +601,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     columns = [
         "run",
+        "think_s",
         "throughput_rps",
         "labels_per_s",
         "next_p50_ms",
@@ -595,7 +628,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "driver_cpu_s",
     ]
     print(
-        f"\n{opts.annotators} annotators x {opts.seconds:g} s, {opts.dataset}, "
+        f"\n{opts.annotators} annotators x {opts.seconds:g} s (think {opts.think:g} s), "
+        f"{opts.dataset}, "
         f"{rows[0]['database']}, runner {opts.runner}; target next+label p99 <= "
         f"{TARGET_P99_MS:g} ms, zero lost/duplicated"
     )

@@ -7,11 +7,14 @@ SQLite file with an active checkpoint, so ``/next`` serves the project's margin 
 
 Each annotator is a thread with its own HTTP connection that repeats: ``GET /next`` (timed),
 then ``POST /annotations`` with the lease (timed separately), then "thinks" for ``--think``
-seconds on average (uniform between 0.5x and 1.5x; people read the item before labeling).
-``--think 0`` is a stress test: 20 annotators at machine speed saturate the single SQLite
-writer, so latency is queueing time. The server is one uvicorn process (its default thread
-pool for the sync endpoints). The queue's ranking (200 items) is recomputed whenever it runs
-dry, inside the ``/next`` that finds it empty; those requests are part of the percentiles. An
+seconds on average (uniform between 0.5x and 1.5x; people read the item before labeling);
+with think time, each annotator's first request also waits uniform(0, 1) x ``--think`` after
+the common start (sessions do not all start on one tick). ``--think 0`` is a stress test:
+20 annotators at machine speed saturate the single SQLite writer, so latency is queueing
+time. The server is one uvicorn process (its default thread
+pool for the sync endpoints). The queue's ranking (200 items) is recomputed in the server's
+background thread when fewer than 50 of its items are left (``/next`` keeps serving the old
+one meanwhile); its CPU time is part of the run, and so of the percentiles. An
 item served twice (to anyone) is a double assignment: each served item is labeled at once, so
 it must never come back.
 
@@ -105,6 +108,8 @@ def run(pool: int, annotators: int, requests_each: int, think: float) -> dict[st
         with httpx.Client(timeout=60, headers=common.AUTH) as http:
             http.get(f"{base}/stats")  # open the connection before the clock starts
             barrier.wait()
+            if think > 0:  # people start a session at different moments, not on one tick
+                time.sleep(think * pause.uniform(0.0, 1.0))
             for _ in range(requests_each):
                 start = time.perf_counter()
                 response = http.get(f"{base}/next", params={"annotator": name})

@@ -83,6 +83,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", database_url=database_url, job_runner="inline",
         import_inline_max=64,
+        queue_background_refresh=False,  # one shared connection: no second thread on it
     )
 
 

@@ -70,8 +70,9 @@ def credentials(request: Request) -> tuple[str | None, str | None]:
 
 
 def resolve_principal(request: Request, *, check_csrf: bool = True) -> Principal:
-    """The caller, from a key or a session cookie, in a short transaction of its own (so a
-    long request holds no write lock for ``last_used_at``).
+    """The caller, from a key or a session cookie: from the app's ``PrincipalCache``, else read
+    in a short transaction of its own (so a long request holds no write lock for
+    ``last_used_at``) and cached.
 
     Raises:
         Unauthorized: no credentials, or wrong/revoked/expired ones.
@@ -82,23 +83,25 @@ def resolve_principal(request: Request, *, check_csrf: bool = True) -> Principal
         raise Unauthorized(
             "send 'Authorization: Bearer <key>' (or log in to the UI)", field="Authorization"
         )
+    if token is not None and check_csrf and request.method not in SAFE_METHODS and not (
+        auth_service.csrf_matches(token, request.headers.get(CSRF_HEADER))
+    ):
+        raise Forbidden(
+            f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header",
+            field=CSRF_HEADER, reason="csrf",
+        )
     services = request.app.state.services
-    with services.sessionmaker() as session, session.begin():
-        if key is not None:
-            user = auth_service.user_of_key(session, key)
-            via = "key"
-        else:
-            assert token is not None
-            user, _row = auth_service.user_of_session(session, token)
-            via = "session"
-            if check_csrf and request.method not in SAFE_METHODS and not (
-                auth_service.csrf_matches(token, request.headers.get(CSRF_HEADER))
-            ):
-                raise Forbidden(
-                    f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header",
-                    field=CSRF_HEADER, reason="csrf",
-                )
-        principal = auth_service.principal_of(session, user, via)
+    digest = auth_service.sha256(f"key:{key}" if key is not None else f"session:{token}")
+    principal = services.principals.get(digest)
+    if principal is None:
+        with services.sessionmaker() as session, session.begin():
+            if key is not None:
+                user, via = auth_service.user_of_key(session, key), "key"
+            else:
+                assert token is not None
+                user, via = auth_service.user_of_session(session, token)[0], "session"
+            principal = auth_service.principal_of(session, user, via)
+        services.principals.put(digest, principal)
     request.state.principal = principal
     return principal
 

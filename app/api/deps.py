@@ -1,7 +1,7 @@
 """Dependencies: the request session (commit at the edge) and the app's injected services."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,9 +14,11 @@ from app.jobs.runner import JobRunner
 from app.models import Project
 from app.sampling.index_store import IndexStore
 from app.schemas.ids import DbId
+from app.services.auth import PrincipalCache
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
 from app.services.queue import RankingCache
+from app.services.queue_refresh import RankingRefresher
 from app.storage import ArtifactStore
 from app.strategies.registry import StrategyRegistry
 
@@ -34,6 +36,8 @@ class Services:
     index_store: IndexStore
     nets: NetCache
     runner: JobRunner
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
+    refresher: RankingRefresher | None = None
 
 
 def get_services(request: Request) -> Services:

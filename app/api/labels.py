@@ -43,6 +43,7 @@ def queue_deps(services: Any) -> queue.QueueDeps:
         rankings=services.rankings,
         lease_seconds=services.settings.lease_seconds,
         cold_start_strategy=services.settings.cold_start_strategy,
+        refresher=services.refresher,
     )
 
 

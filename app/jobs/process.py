@@ -24,9 +24,10 @@ _child_context: JobContext | None = None
 def _init_child(settings: Settings) -> None:
     global _child_context
     from app.jobs.context import job_context
-    from app.ml.runtime import set_threads
+    from app.ml.runtime import lower_priority, set_threads
 
     set_threads(settings.torch_threads)
+    lower_priority(settings.job_nice)
     _child_context = job_context(settings)
 
 

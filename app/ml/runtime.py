@@ -1,4 +1,6 @@
-"""Process-wide torch settings for jobs."""
+"""Process-wide settings of job processes: torch threads and CPU priority."""
+
+import os
 
 import torch
 
@@ -11,3 +13,15 @@ def set_threads(n: int) -> None:
     """
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def lower_priority(increment: int) -> int:
+    """Add ``increment`` (0..19) to this process's niceness (POSIX ``nice(2)``); the new value.
+
+    Job processes lower their priority so that, on a host shared with the API, the scheduler
+    gives request threads the CPU first and training takes the rest: the API's latency stays
+    that of an idle host while a retrain runs. A no-op for 0 or where ``os.nice`` is missing.
+    """
+    if increment <= 0 or not hasattr(os, "nice"):
+        return os.nice(0) if hasattr(os, "nice") else 0
+    return os.nice(increment)

@@ -8,7 +8,10 @@ secret-derived value uses ``hmac.compare_digest``.
 
 import hashlib
 import hmac
+import itertools
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,6 +49,62 @@ class Principal:
     def may_use(self, project_id: int) -> bool:
         """Admins use every project; others only those they are members of."""
         return self.is_admin or project_id in self.projects
+
+
+_changes = itertools.count(1)
+_generation = 0  # bumped after every committed change to keys, members or sessions
+
+
+def _bump_generation() -> None:
+    global _generation
+    _generation = next(_changes)
+
+
+def auth_changed(session: Session) -> None:
+    """Invalidate every :class:`PrincipalCache` of this process once ``session`` commits
+    (a revoked key, a membership or a logout takes effect on the next request)."""
+    hooks = session.info.setdefault("after_commit", [])
+    if _bump_generation not in hooks:
+        hooks.append(_bump_generation)
+
+
+class PrincipalCache:
+    """Principals by credential digest (SHA-256 of a key or session token) for ``ttl`` seconds.
+
+    Saves the per-request key, user and membership reads (a transaction of their own). Changes
+    made through this process (:func:`auth_changed`) invalidate it at once; a change made by
+    another process (``quarry keys revoke``, a second API process) is seen within ``ttl``
+    seconds. ``ttl`` 0 disables it. At most ``max_entries`` principals (oldest dropped).
+    Thread-safe.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self._max = max_entries
+        self._entries: dict[bytes, tuple[Principal, float, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> Principal | None:
+        """The cached principal of ``digest``, or None (absent, expired, or invalidated)."""
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        principal, expires, generation = entry
+        if generation != _generation or time.monotonic() >= expires:
+            return None
+        return principal
+
+    def put(self, digest: bytes, principal: Principal) -> None:
+        """Cache ``principal`` for ``ttl`` seconds from now."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[digest] = (principal, time.monotonic() + self.ttl, _generation)
 
 
 def sha256(secret: str) -> bytes:
@@ -138,6 +197,7 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
         raise NotFound("key", key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        auth_changed(session)
     return row
 
 
@@ -222,6 +282,7 @@ def add_member(session: Session, project: Project, user: User) -> ProjectMember:
         row = ProjectMember(project_id=project.id, user_id=user.id)
         session.add(row)
         session.flush()
+        auth_changed(session)
     return row
 
 
@@ -231,6 +292,7 @@ def remove_member(session: Session, project: Project, user_id: int) -> None:
         ProjectMember.project_id == project.id, ProjectMember.user_id == user_id))
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("member", user_id)
+    auth_changed(session)
 
 
 def members_of(session: Session, project: Project) -> Sequence[User]:
@@ -297,4 +359,5 @@ def csrf_matches(session_token: str, csrf: str | None) -> bool:
 def logout(session: Session, token: str) -> None:
     """Delete the session row of a cookie token (no error when absent)."""
     session.execute(delete(UiSession).where(UiSession.token_hash == sha256(token)))
+    auth_changed(session)
 

@@ -8,7 +8,6 @@ from app.errors import Conflict, InvalidInput, LabelConflict, NotFound
 from app.models import Annotation, Item, ItemStatus, LabelSource, Lease, LeaseStatus, Project
 from app.schemas.labels import AnnotationCreate
 from app.services import webhooks
-from app.services.pools import get_item
 from app.services.queue import close_lease, now_utc
 
 
@@ -26,11 +25,13 @@ def annotate(
         LabelConflict: the item has a different human label and ``replace`` is false.
         Conflict: the idempotency key was used for a different request.
     """
-    item = get_item(session, project, body.item_id)
-    # Lock the item row (PostgreSQL: FOR UPDATE; SQLite's BEGIN IMMEDIATE already serializes
-    # writers) and re-read it: two concurrent submissions for one item are serialized, so the
-    # second sees the first's label (409, not a silent overwrite) and its idempotency key.
-    session.refresh(item, with_for_update=True)
+    # Read the item with its row locked (PostgreSQL: FOR UPDATE; SQLite's BEGIN IMMEDIATE
+    # already serializes writers), fresh even if this session holds it: two concurrent
+    # submissions for one item are serialized, so the second sees the first's label (409, not
+    # a silent overwrite) and its idempotency key.
+    item = session.get(Item, body.item_id, with_for_update=True, populate_existing=True)
+    if item is None or item.project_id != project.id:
+        raise NotFound("item", body.item_id)
     if idempotency_key:
         previous = _by_idempotency_key(session, project, idempotency_key)
         if previous is not None:
@@ -85,7 +86,6 @@ def annotate(
     item.label_source = LabelSource.HUMAN
     item.label_confidence = None
     session.flush()
-    session.refresh(item)
     webhooks.emit_label_milestones(session, project_id=project.id)
     return annotation, True
 

@@ -12,6 +12,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,12 @@ from app.services.clock import now_utc
 from app.storage import ArtifactStore
 from app.strategies.registry import StrategyRegistry
 
+if TYPE_CHECKING:
+    from app.services.queue_refresh import RankingRefresher
+
 RANKING_SIZE = 200
+REFILL_BELOW = RANKING_SIZE // 4
+"""Free items left in a ranking below which ``/next`` asks for a fresh one in the background."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,16 @@ class Ranking:
 
 
 class RankingCache:
-    """In-memory LRU of queue rankings keyed by (project, checkpoint, pool size, strategy)."""
+    """In-memory LRU of queue rankings keyed by (project, checkpoint, pool size, strategy).
+
+    Besides the keyed entries it keeps each project's most recently stored ranking
+    (:meth:`latest`), which ``/next`` serves while the ranking of a new key (a new checkpoint,
+    a grown pool) is computed in the background. Thread-safe.
+    """
 
     def __init__(self, max_entries: int = 64) -> None:
         self._entries: OrderedDict[tuple[object, ...], Ranking] = OrderedDict()
+        self._latest: OrderedDict[int, Ranking] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
 
@@ -55,17 +67,38 @@ class RankingCache:
             return ranking
 
     def put(self, key: tuple[object, ...], ranking: Ranking) -> None:
+        project_id = key[0]
+        assert isinstance(project_id, int)
         with self._lock:
             self._entries[key] = ranking
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+            self._latest[project_id] = ranking
+            self._latest.move_to_end(project_id)
+            while len(self._latest) > self._max:
+                self._latest.popitem(last=False)
 
-    def invalidate(self, project_id: int) -> None:
-        """Drop every ranking of a project (on demand re-rank)."""
+    def latest(self, project_id: int) -> Ranking | None:
+        """The project's most recently stored ranking, whatever its key (or None)."""
+        with self._lock:
+            return self._latest.get(project_id)
+
+    def retire(self, project_id: int) -> None:
+        """Drop the project's keyed rankings but keep :meth:`latest` to serve meanwhile (a
+        retrain activated a checkpoint: the old ranking stays usable until the new one is
+        ready)."""
         with self._lock:
             for key in [k for k in self._entries if k[0] == project_id]:
                 del self._entries[key]
+
+    def invalidate(self, project_id: int) -> None:
+        """Drop every ranking of a project, :meth:`latest` included (on demand re-rank, a
+        changed strategy, a ranking that ran dry): the next ``/next`` computes a fresh one."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == project_id]:
+                del self._entries[key]
+            self._latest.pop(project_id, None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,7 @@ class QueueDeps:
     rankings: RankingCache
     lease_seconds: int
     cold_start_strategy: str
+    refresher: "RankingRefresher | None" = None
 
 
 def release_expired(session: Session, project: Project, now: datetime) -> None:
@@ -110,9 +144,17 @@ def release_expired(session: Session, project: Project, now: datetime) -> None:
     )
 
 
-def _compute_ranking(
+def compute_ranking(
     session: Session, project: Project, deps: QueueDeps, now: datetime, *, reason: str = "auto"
-) -> Ranking:
+) -> tuple[Ranking, QueueRanking]:
+    """A fresh ranking of the project's queue and its (unsaved) ``QueueRanking`` record.
+
+    Reads only (the caller adds the record): safe in a read-only transaction.
+
+    Raises:
+        PoolExhausted: every item is labeled or leased.
+        ModelNotReady, StrategyFailed: from the queue strategy.
+    """
     checkpoint = project.active_checkpoint
     name = project.queue_strategy if checkpoint is not None else deps.cold_start_strategy
     strategy = deps.strategies.create(name, {})
@@ -125,29 +167,38 @@ def _compute_ranking(
         raise PoolExhausted("every item is labeled or leased", available=0)
     selection = strategy.select(view, n, np.random.default_rng(seed))
     finite = selection.scores[np.isfinite(selection.scores)]
-    session.add(  # the stopping signal "top acquisition score over time"
-        QueueRanking(
-            project_id=project.id,
-            checkpoint_id=view.checkpoint_id,
-            strategy=name,
-            reason=reason,
-            size=int(selection.positions.size),
-            top_score=float(finite.max()) if finite.size else None,
-            mean_score=float(finite.mean()) if finite.size else None,
-            n_unlabeled=int(view.n_unlabeled),
-            created_at=now,
-        )
+    record = QueueRanking(  # the stopping signal "top acquisition score over time"
+        project_id=project.id,
+        checkpoint_id=view.checkpoint_id,
+        strategy=name,
+        reason=reason,
+        size=int(selection.positions.size),
+        top_score=float(finite.max()) if finite.size else None,
+        mean_score=float(finite.mean()) if finite.size else None,
+        n_unlabeled=int(view.n_unlabeled),
+        created_at=now,
     )
-    return Ranking(
+    ranking = Ranking(
         item_ids=view.item_ids[selection.positions],
         scores=selection.scores,
         strategy=name,
         checkpoint_id=view.checkpoint_id,
         seed=seed,
     )
+    return ranking, record
 
 
-def _ranking_key(project: Project) -> tuple[object, ...]:
+def _compute_ranking(
+    session: Session, project: Project, deps: QueueDeps, now: datetime, *, reason: str = "auto"
+) -> Ranking:
+    ranking, record = compute_ranking(session, project, deps, now, reason=reason)
+    session.add(record)
+    return ranking
+
+
+def ranking_key(project: Project) -> tuple[object, ...]:
+    """The cache key of the project's current ranking: (project, active checkpoint, pool size,
+    queue strategy); any change means the ranking must be recomputed."""
     return (project.id, project.active_checkpoint_id, project.pool_size, project.queue_strategy)
 
 
@@ -162,7 +213,7 @@ def rerank(session: Session, project: Project, *, deps: QueueDeps) -> Ranking:
     release_expired(session, project, now)
     deps.rankings.invalidate(project.id)
     ranking = _compute_ranking(session, project, deps, now, reason="rerank")
-    deps.rankings.put(_ranking_key(project), ranking)
+    deps.rankings.put(ranking_key(project), ranking)
     session.flush()
     return ranking
 
@@ -193,8 +244,12 @@ def lease_next(
     for _attempt in range(3):
         if len(leases) >= n:
             break
-        key = _ranking_key(project)
+        key = ranking_key(project)
         ranking = deps.rankings.get(key)
+        if ranking is None and deps.refresher is not None:
+            ranking = deps.rankings.latest(project.id)  # serve it while the new one computes
+            if ranking is not None:
+                _refresh_after_commit(session, deps.refresher, project.id, key)
         if ranking is None:
             try:
                 ranking = _compute_ranking(session, project, deps, now)
@@ -203,13 +258,24 @@ def lease_next(
                     break  # fewer than n left: serve what we have
                 raise
             deps.rankings.put(key, ranking)
-        leases += _claim(session, project, ranking, annotator, n - len(leases), now, deps)
+        claimed, left = _claim(session, project, ranking, annotator, n - len(leases), now, deps)
+        leases += claimed
         if len(leases) < n:
             deps.rankings.invalidate(project.id)  # ran dry: re-rank over what is left
+        elif deps.refresher is not None and left < REFILL_BELOW:
+            # running low: refill off the request path, once this claim is committed (so the
+            # new ranking sees it)
+            _refresh_after_commit(session, deps.refresher, project.id, key)
     if not leases:
         raise PoolExhausted("every item is labeled or leased", available=0)
     session.flush()
     return leases
+
+
+def _refresh_after_commit(
+    session: Session, refresher: "RankingRefresher", project_id: int, key: tuple[object, ...]
+) -> None:
+    session.info.setdefault("after_commit", []).append(lambda: refresher.request(project_id, key))
 
 
 def _claim(
@@ -220,7 +286,9 @@ def _claim(
     n: int,
     now: datetime,
     deps: QueueDeps,
-) -> list[Lease]:
+) -> tuple[list[Lease], int]:
+    """Lease up to ``n`` free items of ``ranking`` in rank order; returns the leases and how
+    many free items of the ranking are left after them."""
     expires = now + timedelta(seconds=deps.lease_seconds)
     free = set(
         session.scalars(
@@ -286,7 +354,7 @@ def _claim(
         )
         session.add(lease)
         claimed.append(lease)
-    return claimed
+    return claimed, len(free) - len(claimed)
 
 
 def close_lease(session: Session, lease_id: str, status: str, now: datetime) -> Lease | None:
