@@ -350,6 +350,17 @@ def index_vectors(size: int) -> tuple[Path, Path]:
     return corpus_path, query_path
 
 
+def _build_config(kind: str, index: Any) -> str:
+    """The build-time configuration of a default-built index, for the table."""
+    from app.sampling import vector_index
+
+    if kind == "hnsw":
+        return f"M={vector_index.DEFAULT_HNSW_M} efC={vector_index.DEFAULT_EF_CONSTRUCTION}"
+    if kind == "ivf":
+        return f"nlist={index.nlist} train<={vector_index.IVF_TRAIN_POINTS_PER_CELL}/cell"
+    return "exact"
+
+
 def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict[str, Any]:
     import faiss
 
@@ -360,15 +371,13 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
     queries = np.load(query_path)
     truth_path = OUT / f"index_truth_{size}.npy"
     base = common.current_rss_mb()
-    build_times, index, recall_cal = [], None, None
+    build_times, build_cpu, index, recall_cal = [], [], None, None
     for _ in range(build_repeats):
         del index
-        started = time.perf_counter()
-        if kind == "hnsw":
-            index = VectorIndex.build(corpus, kind="hnsw", hnsw_m=16, ef_construction=64)
-        else:
-            index = VectorIndex.build(corpus, kind=kind)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        index = VectorIndex.build(corpus, kind=kind)  # the service's default configuration
         build_times.append(time.perf_counter() - started)
+        build_cpu.append(time.process_time() - cpu_started)
     assert index is not None
     calibrate_seconds = 0.0
     if kind != "flat":
@@ -408,9 +417,9 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
     anchors = np.sort(np.random.default_rng(7).choice(size, MINE_ANCHORS, replace=False))
     no_labels = np.full(size, -1, dtype=np.int64)
     mine_truth_path = OUT / f"index_mine_truth_{size}.npy"
-    mine_times, mined = [], None
+    mine_times, mine_cpu, mined = [], [], None
     for _ in range(1 if kind == "flat" else repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         mined = mine_hard_negatives(
             index,
             corpus,
@@ -420,6 +429,7 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
             rng=np.random.default_rng(0),
         )
         mine_times.append(time.perf_counter() - started)
+        mine_cpu.append(time.process_time() - cpu_started)
     assert mined is not None
     mine_seconds = statistics.median(mine_times)
     if kind == "flat":
@@ -434,8 +444,10 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
         "kind": kind,
         "size": size,
         "build_seconds": statistics.median(build_times),
+        "build_cpu_seconds": statistics.median(build_cpu),
         "build_repeats": build_repeats,
         "calibrate_seconds": calibrate_seconds,
+        "build_config": _build_config(kind, index),
         "search_params": json.dumps(index.search_params()),
         "recall_at_10_sample": recall_cal,
         "queries": len(queries),
@@ -443,6 +455,7 @@ def worker_index(kind: str, size: int, repeats: int, build_repeats: int) -> dict
         "qps": len(queries) / seconds,
         "recall_at_10": recall,
         "mine_10k_anchors_seconds": mine_seconds,
+        "mine_cpu_seconds": statistics.median(mine_cpu),
         "mine_anchors_per_s": MINE_ANCHORS / mine_seconds,
         "mine_recall_at_10": mine_recall,
         "sweep": json.dumps(sweep),
@@ -709,13 +722,16 @@ def main() -> None:
                     "kind",
                     "size",
                     "build_seconds",
+                    "build_cpu_seconds",
                     "build_repeats",
+                    "build_config",
                     "calibrate_seconds",
                     "search_params",
                     "search_seconds",
                     "qps",
                     "recall_at_10",
                     "mine_10k_anchors_seconds",
+                    "mine_cpu_seconds",
                     "mine_recall_at_10",
                     "peak_rss_mb",
                     "sweep",
