@@ -58,7 +58,9 @@ def _snapshot(ctx: JobContext, project_id: int) -> Snapshot:
             .order_by(Item.position)
         ).all()
         index = {name: i for i, name in enumerate(project.labels)}
-        labeled = [(pos, labels) for pos, _id, status, labels in rows if status == ItemStatus.LABELED]
+        labeled = [
+            (pos, labels or []) for pos, _id, status, labels in rows if status == ItemStatus.LABELED
+        ]
         if project.task == "multilabel":
             targets: npt.NDArray[Any] = np.zeros((len(labeled), len(index)), dtype=np.float32)
             for row, (_pos, labels) in enumerate(labeled):
@@ -102,7 +104,8 @@ def train_config(
     overrides["pseudo_rounds"] = int(semi.get("rounds", 1)) if enabled else 0
     weight = semi.get("weight")
     overrides["pseudo_weight"] = 0.5 if weight is None or not enabled else float(weight)
-    overrides["max_pseudo_per_class"] = semi.get("max_per_class")
+    if semi.get("max_per_class") is not None:  # else TrainConfig's class-balancing cap
+        overrides["max_pseudo_per_class"] = int(semi["max_per_class"])
     return TrainConfig(**overrides)
 
 
@@ -132,8 +135,12 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
         raise ValueError("no labeled items to train on")
     features = np.asarray(ctx.store.read_features(snap.project_id, snap.pool_size))
     split = validation.split_for(
-        pool_size=snap.pool_size, positions=snap.positions, item_ids=snap.item_ids,
-        labeled_positions=snap.labeled_positions, targets=snap.targets, task=snap.task,
+        pool_size=snap.pool_size,
+        positions=snap.positions,
+        item_ids=snap.item_ids,
+        labeled_positions=snap.labeled_positions,
+        targets=snap.targets,
+        task=snap.task,
         settings=ctx.settings,
     )  # hold-out items (by item-id hash) train nothing, so later checkpoints compare on them
     unlabeled = split.unlabeled_positions
@@ -145,9 +152,15 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     set_threads(ctx.settings.torch_threads)
     seed = int(job.params.get("seed", 0))
     negatives = training_negatives.prepare(
-        ctx.sessionmaker, snap.project_id, params=job.params.get("negatives"), features=features,
-        labeled_positions=snap.labeled_positions, targets=snap.targets, task=snap.task,
-        n_classes=len(snap.label_names), seed=seed,
+        ctx.sessionmaker,
+        snap.project_id,
+        params=job.params.get("negatives"),
+        features=features,
+        labeled_positions=snap.labeled_positions,
+        targets=snap.targets,
+        task=snap.task,
+        n_classes=len(snap.label_names),
+        seed=seed,
     )  # confirmed "not c" facts and PU negatives; they leave the pseudo-label pool
     unlabeled = np.setdiff1d(unlabeled, negatives.positions)
     config = training_negatives.config_for(config, negatives)
@@ -169,17 +182,32 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     probs = predict_proba(result.net, features, device=device)
     embeddings = embed(result.net, features, device=device)
     temperature, evaluation = validation.evaluate(
-        split, pool_probs=probs, targets=snap.targets, label_names=snap.label_names,
-        task=snap.task, seed=seed,
+        split,
+        pool_probs=probs,
+        targets=snap.targets,
+        label_names=snap.label_names,
+        task=snap.task,
+        seed=seed,
         fit_predict=lambda tr, va: predict_proba(
-            fit_supervised(features[snap.labeled_positions[tr]], snap.targets[tr],
-                           config=config, seed=seed, device=device,
-                           n_classes=len(snap.label_names)),
-            features[snap.labeled_positions[va]], device=device),
+            fit_supervised(
+                features[snap.labeled_positions[tr]],
+                snap.targets[tr],
+                config=config,
+                seed=seed,
+                device=device,
+                n_classes=len(snap.label_names),
+            ),
+            features[snap.labeled_positions[va]],
+            device=device,
+        ),
     )
-    probs = validation.calibrate(probs, temperature, task=snap.task)  # queries read these
+    if temperature != 1.0:  # queries read calibrated probabilities: softmax(logits / T)
+        probs = predict_proba(result.net, features, device=device, temperature=temperature)
     result.metrics = validation.checkpoint_metrics(
-        result.metrics, evaluation, split, label_names=snap.label_names,
+        result.metrics,
+        evaluation,
+        split,
+        label_names=snap.label_names,
         pseudo_method=result.metrics.get("method", PSEUDO_METHOD),
     )
     directory = ctx.store.project_dir(snap.project_id) / "checkpoints" / f"job{job.id}"
@@ -193,9 +221,11 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
         "config": config.to_dict(),
     }
     arrays = {"probs": probs, "embeddings": embeddings}
-    mc_probs = _mc_probs(result.net, features, ctx.settings, seed=seed, device=device)
+    mc_probs = _mc_probs(
+        result.net, features, ctx.settings, seed=seed, device=device, temperature=temperature
+    )
     if mc_probs is not None:
-        arrays["mc_probs"] = validation.calibrate(mc_probs, temperature, task=snap.task)
+        arrays["mc_probs"] = mc_probs
     meta["mc_dropout_samples"] = 0 if mc_probs is None else int(mc_probs.shape[0])
     save_checkpoint(directory, result.net, meta=meta, arrays=arrays)
     pseudo_positions = unlabeled[result.pseudo_positions]
@@ -206,8 +236,13 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
                 session, job, snap, directory, result, config, counts, split, probs
             )
             n_pseudo = _store_pseudo_labels(
-                session, snap, checkpoint.id, pseudo_positions, result.pseudo_labels,
-                result.pseudo_confidences, method=result.metrics.get("method", PSEUDO_METHOD),
+                session,
+                snap,
+                checkpoint.id,
+                pseudo_positions,
+                result.pseudo_labels,
+                result.pseudo_confidences,
+                method=result.metrics.get("method", PSEUDO_METHOD),
             )
             checkpoint.n_pseudo = n_pseudo
             if activation["activated"]:
@@ -215,15 +250,23 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
                     session, project_id=snap.project_id, checkpoint_id=checkpoint.id
                 )
             routed = pseudo_review.route_for_confirmation(
-                session, project_id=snap.project_id, checkpoint_id=checkpoint.id,
+                session,
+                project_id=snap.project_id,
+                checkpoint_id=checkpoint.id,
                 share=_confirm_share(job.params, ctx.settings),
-                max_n=ctx.settings.pseudo_confirm_max, seed=seed,
+                max_n=ctx.settings.pseudo_confirm_max,
+                seed=seed,
             )
             finish(
                 session,
                 job.id,
-                {**result.metrics, "checkpoint_id": checkpoint.id, "version": checkpoint.version,
-                 "n_pseudo": n_pseudo, "n_routed_for_confirmation": routed},
+                {
+                    **result.metrics,
+                    "checkpoint_id": checkpoint.id,
+                    "version": checkpoint.version,
+                    "n_pseudo": n_pseudo,
+                    "n_routed_for_confirmation": routed,
+                },
                 f"checkpoint v{checkpoint.version} "
                 + ("active" if activation["activated"] else f"kept ({activation['reason']})"),
             )
@@ -233,8 +276,11 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
     ctx.on_checkpoint(snap.project_id)
 
 
-def _mc_probs(net: Any, features: Any, settings: Any, *, seed: int, device: Any) -> Any:
-    """float16 ``[t, n, c]`` MC-dropout samples for BALD, or None when turned off or too big.
+def _mc_probs(
+    net: Any, features: Any, settings: Any, *, seed: int, device: Any, temperature: float = 1.0
+) -> Any:
+    """float16 ``[t, n, c]`` calibrated MC-dropout samples for BALD (each sample's logits
+    divided by ``temperature``), or None when turned off or too big.
 
     ``t = settings.mc_dropout_samples`` (0 turns it off); skipped when ``t * n * c`` exceeds
     ``settings.mc_dropout_max_elements`` (at the defaults, 10 samples of a 1,000,000 x 10 pool
@@ -245,7 +291,15 @@ def _mc_probs(net: Any, features: Any, settings: Any, *, seed: int, device: Any)
     n, c = int(features.shape[0]), int(net.n_classes)
     if t <= 0 or n == 0 or t * n * c > int(settings.mc_dropout_max_elements):
         return None
-    return mc_dropout_proba(net, features, samples=t, seed=seed, device=device).astype(np.float16)
+    return mc_dropout_proba(
+        net,
+        features,
+        samples=t,
+        seed=seed,
+        device=device,
+        temperature=temperature,
+        dtype=np.float16,
+    )
 
 
 def _label_counts(snap: Snapshot, rows: npt.NDArray[np.int64]) -> dict[str, int]:
@@ -342,9 +396,16 @@ def _store_pseudo_labels(
         if not names:
             continue
         annotations.append(
-            {"project_id": snap.project_id, "item_id": item_id, "labels": names,
-             "source": LabelSource.PSEUDO, "confidence": float(confidence),
-             "method": method, "checkpoint_id": checkpoint_id, "extra": {}}
+            {
+                "project_id": snap.project_id,
+                "item_id": item_id,
+                "labels": names,
+                "source": LabelSource.PSEUDO,
+                "confidence": float(confidence),
+                "method": method,
+                "checkpoint_id": checkpoint_id,
+                "extra": {},
+            }
         )
     if annotations:
         session.execute(insert(Annotation), annotations)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from app.ml.networks import HeadNet
+from app.ml.networks import HeadNet, MLPHeadNet
 from app.strategies.base import FloatArray
 
 
@@ -88,17 +88,27 @@ def _map_batches(
     device: torch.device,
 ) -> FloatArray:
     """Write ``fn(batch)`` for each row batch of ``x`` into ``out`` (rows on axis -2)."""
+    dtype = torch.from_numpy(out[..., :0, :]).dtype  # cast in torch (numpy's f16 cast is slow)
     for start in range(0, x.shape[0], batch_size):
         chunk = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
         result = fn(torch.from_numpy(chunk).to(device, non_blocking=True))
-        out[..., start : start + chunk.shape[0], :] = result.float().cpu().numpy()
+        out[..., start : start + chunk.shape[0], :] = result.to(dtype).cpu().numpy()
     return out
 
 
-def _probs(net: HeadNet, logits: torch.Tensor) -> torch.Tensor:
+def _probs(net: HeadNet, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    if temperature != 1.0:
+        logits = logits / temperature
     if net.task == "multilabel":
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=-1)
+
+
+def _check_temperature(temperature: float) -> float:
+    t = float(temperature)
+    if not np.isfinite(t) or t <= 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return t
 
 
 def predict_proba(
@@ -107,6 +117,7 @@ def predict_proba(
     *,
     batch_size: int = 8192,
     device: str | torch.device = "cpu",
+    temperature: float = 1.0,
 ) -> FloatArray:
     """Class probabilities of every row, in batches, with dropout off.
 
@@ -115,20 +126,24 @@ def predict_proba(
         x: float ``[n, d]`` inputs (any float dtype, ``np.memmap`` welcome).
         batch_size: rows per forward pass.
         device: where to compute (``"auto"``/``"cpu"``/``"cuda"`` or a ``torch.device``).
+        temperature: ``T > 0`` dividing the logits before the softmax/sigmoid (temperature
+            scaling, Guo et al. 2017; :mod:`app.ml.calibration` fits ``T``); 1 leaves them.
 
     Returns:
         float32 ``[n, c]``: softmax rows summing to 1 for ``binary``/``multiclass``; independent
         sigmoids per column for ``multilabel``.
 
     Raises:
-        ValueError: on a shape mismatch, ``batch_size < 1`` or an unavailable device.
+        ValueError: on a shape mismatch, ``batch_size < 1``, ``temperature <= 0`` or an
+            unavailable device.
     """
     arr = _check_input(net, x, batch_size)
+    t = _check_temperature(temperature)
     dev = resolve_device(device)
     out = np.empty((arr.shape[0], net.n_classes), dtype=np.float32)
     with _inference(net, dev):
         return _map_batches(
-            arr, out, lambda b: _probs(net, net(b)), batch_size=batch_size, device=dev
+            arr, out, lambda b: _probs(net, net(b), t), batch_size=batch_size, device=dev
         )
 
 
@@ -169,7 +184,9 @@ def mc_dropout_proba(
     seed: int,
     batch_size: int = 8192,
     device: str | torch.device = "cpu",
-) -> FloatArray:
+    temperature: float = 1.0,
+    dtype: npt.DTypeLike = np.float32,
+) -> npt.NDArray[np.floating]:
     """Monte-Carlo dropout: ``samples`` stochastic forward passes with dropout kept on.
 
     Gal, Islam & Ghahramani (2017), "Deep Bayesian Active Learning with Image Data" (ICML), after
@@ -181,6 +198,11 @@ def mc_dropout_proba(
     global torch RNG seeded with ``seed`` inside ``torch.random.fork_rng`` (the caller's RNG
     state is restored afterwards).
 
+    For an :class:`MLPHeadNet` with a hidden layer (dropout sits after it) the hidden
+    activations are computed once per row and only dropout and the output layer run ``t``
+    times; the masks are drawn in the same order as a full forward of the repeated batch, so
+    the result is the same, at about a fifth of the arithmetic.
+
     Args:
         net: a trained head (a net with ``dropout == 0`` gives ``samples`` identical copies).
         x: float ``[n, d]`` inputs.
@@ -189,22 +211,34 @@ def mc_dropout_proba(
         batch_size: rows per forward pass, counting the ``t`` repeats (each pass takes
             ``max(1, batch_size // samples)`` input rows, so memory does not grow with ``t``).
         device: where to compute.
+        temperature: ``T > 0`` dividing every sample's logits (as :func:`predict_proba`).
+        dtype: float dtype of the returned array (e.g. ``np.float16`` for a stored file: each
+            batch is cast on the device, no full-size float32 copy is made).
 
     Returns:
-        float32 ``[t, n, c]`` probabilities (softmax or sigmoid, as :func:`predict_proba`).
+        ``dtype`` ``[t, n, c]`` probabilities (softmax or sigmoid, as :func:`predict_proba`).
 
     Raises:
-        ValueError: on ``samples < 1``, a shape mismatch or an unavailable device.
+        ValueError: on ``samples < 1``, a shape mismatch, ``temperature <= 0``, a non-float
+            ``dtype`` or an unavailable device.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a float dtype, got {dtype}")
     arr = _check_input(net, x, batch_size)
+    t = _check_temperature(temperature)
     dev = resolve_device(device)
-    out = np.empty((samples, arr.shape[0], net.n_classes), dtype=np.float32)
+    out = np.empty((samples, arr.shape[0], net.n_classes), dtype=dtype)
+    split = isinstance(net, MLPHeadNet) and net.hidden_layer is not None
 
     def passes(batch: torch.Tensor) -> torch.Tensor:
-        logits = net(batch.repeat(samples, 1))  # [t * b, c], one forward for all samples
-        return _probs(net, logits).reshape(samples, batch.shape[0], -1)
+        if split:  # hidden activations once; dropout + output layer per sample
+            hidden = net.embed(batch).repeat(samples, 1)
+            logits = net.output(net.dropout(hidden))
+        else:
+            logits = net(batch.repeat(samples, 1))  # [t * b, c], one forward for all samples
+        return _probs(net, logits, t).reshape(samples, batch.shape[0], -1)
 
     with fork_rng(dev), _inference(net, dev, mc_dropout=True):
         torch.manual_seed(seed)

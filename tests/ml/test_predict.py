@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from app.ml.calibration import apply_temperature
 from app.ml.networks import MLPHeadNet
 from app.ml.predict import embed, mc_dropout_proba, predict_proba, resolve_device
 from app.ml.train import TrainConfig, fit_supervised
@@ -96,6 +97,49 @@ def test_mc_dropout_mean_is_close_to_deterministic(
     assert (mean.argmax(axis=1) == predict_proba(net, x).argmax(axis=1)).mean() > 0.9
 
 
+def test_temperature_matches_calibrating_stored_probabilities(
+    net: MLPHeadNet, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x = data[0]
+    for t in (0.5, 2.5):
+        expected = apply_temperature(predict_proba(net, x), t)
+        np.testing.assert_allclose(predict_proba(net, x, temperature=t), expected, atol=1e-5)
+        mc = mc_dropout_proba(net, x, samples=4, seed=3, temperature=t)
+        stored = np.stack(
+            [apply_temperature(s, t) for s in mc_dropout_proba(net, x, samples=4, seed=3)]
+        )
+        np.testing.assert_allclose(mc, stored, atol=1e-5)
+    multilabel = MLPHeadNet(10, 3, hidden=8, task="multilabel")
+    expected = apply_temperature(predict_proba(multilabel, x), 2.0, multilabel=True)
+    np.testing.assert_allclose(predict_proba(multilabel, x, temperature=2.0), expected, atol=1e-5)
+
+
+def test_mc_dropout_reuses_hidden_layer_without_changing_samples(
+    net: MLPHeadNet, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The hidden layer runs once per row; the masks (and so the samples) are those of a full
+    forward of the repeated batch under the same seed."""
+    x = data[0][:37]
+    got = mc_dropout_proba(net, x, samples=5, seed=11, batch_size=10_000)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(11)
+        net.dropout.train()
+        logits = net(torch.from_numpy(x).repeat(5, 1))
+        net.dropout.eval()
+    reference = torch.softmax(logits, dim=-1).reshape(5, 37, -1).numpy()
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-7)
+
+
+def test_mc_dropout_float16_output(net: MLPHeadNet, data: tuple[np.ndarray, np.ndarray]) -> None:
+    x = data[0][:50]
+    half = mc_dropout_proba(net, x, samples=3, seed=0, dtype=np.float16)
+    assert half.dtype == np.float16 and half.shape == (3, 50, 4)
+    full = mc_dropout_proba(net, x, samples=3, seed=0)
+    np.testing.assert_allclose(half.astype(np.float32), full, atol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        mc_dropout_proba(net, x, samples=3, seed=0, dtype=np.int32)
+
+
 def test_input_validation(net: MLPHeadNet) -> None:
     with pytest.raises(ValueError, match="shape"):
         predict_proba(net, np.zeros((3, 9), dtype=np.float32))
@@ -104,6 +148,9 @@ def test_input_validation(net: MLPHeadNet) -> None:
     with pytest.raises(ValueError, match="samples"):
         mc_dropout_proba(net, np.zeros((3, 10), dtype=np.float32), samples=0, seed=0)
     assert predict_proba(net, np.zeros((0, 10), dtype=np.float32)).shape == (0, 4)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            predict_proba(net, np.zeros((3, 10), dtype=np.float32), temperature=bad)
 
 
 def test_resolve_device() -> None:
