@@ -1,15 +1,18 @@
 """The ``quarry`` command: serve, worker, train, jobs, demo, db upgrade."""
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.cli_jobs import add_job_commands
 from app.cli_keys import add_key_commands, demo_login_key
 from app.config import Settings, get_settings
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from app.main import create_app
@@ -18,13 +21,27 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     upgrade_to_head(settings.database_url)
     # log_config=None: keep configure_logging's handler (JSON lines); one access line per
     # request comes from RequestMiddleware (logger quarry.access)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None,
-                access_log=False)
+    options: dict[str, Any] = {
+        "host": host, "port": port, "log_level": "info", "log_config": None, "access_log": False,
+    }
+    if workers <= 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # N processes on one socket, each building its app from the environment (QUARRY_*):
+    # /next claims and job claims are conditional updates, so processes never collide
+    with tempfile.TemporaryDirectory(prefix="quarry-metrics-") as shared:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
+        # a worker imports torch and builds its app before it answers the supervisor's ping:
+        # seconds on a loaded host, so allow a minute before it counts as hung
+        uvicorn.run("app.main:create_app", factory=True, workers=workers,
+                    timeout_worker_healthcheck=60, **options)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the API, the UI and the in-process worker."""
-    _serve(get_settings(), args.host, args.port)
+    """Run the API, the UI and the in-process worker (``--workers`` API processes)."""
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    _serve(get_settings(), args.host, args.port, args.workers)
     return 0
 
 
@@ -79,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API, UI and in-process worker")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="API processes sharing the port (PostgreSQL; SQLite has one writer, keep 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="serve a real dataset, or --simulate an oracle")

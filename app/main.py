@@ -128,11 +128,19 @@ def ensure_bootstrap_key(services: Services, secret: str) -> None:
     Raises:
         InvalidInput: the secret is shorter than 24 characters.
     """
+    from sqlalchemy.exc import IntegrityError
+
     from app.db import transaction
     from app.services.auth import ensure_bootstrap_admin
 
-    with transaction(services.sessionmaker) as session:
-        ensure_bootstrap_admin(session, secret)
+    for attempt in range(2):  # `serve --workers N`: processes start at once, one inserts
+        try:
+            with transaction(services.sessionmaker) as session:
+                ensure_bootstrap_admin(session, secret)
+            return
+        except IntegrityError:
+            if attempt:
+                raise
 
 
 def make_runner(settings: Settings, context: JobContext) -> JobRunner:

@@ -10,11 +10,15 @@
 - ``quarry_labels_last_hour{project_id}``: human annotations created in the last hour.
 
 The database gauges are cached for ``ttl`` seconds (default 10) so a tight scrape interval
-does not load the database. Each app has its own registry (no global state).
+does not load the database. Each app has its own registry (no global state). Under
+``quarry serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set) the request histogram is
+prometheus_client's multiprocess kind: every worker process writes its samples there and a
+scrape of any worker reports the sum over all of them.
 """
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -22,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -114,10 +118,14 @@ def _bound(value: float) -> str:
 def make_registry(sm: sessionmaker[Session]) -> tuple[CollectorRegistry, Histogram]:
     """A fresh registry with the request histogram and the database collector."""
     registry = CollectorRegistry(auto_describe=True)
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     requests = Histogram(
         "quarry_http_request_duration_seconds", "HTTP request latency by route template.",
-        labelnames=["method", "route", "status"], buckets=REQUEST_BUCKETS, registry=registry,
+        labelnames=["method", "route", "status"], buckets=REQUEST_BUCKETS,
+        registry=None if shared else registry,
     )
+    if shared:  # several worker processes: aggregate their sample files at scrape time
+        multiprocess.MultiProcessCollector(registry, path=shared)
     registry.register(DatabaseCollector(sm))
     return registry, requests
 
