@@ -28,7 +28,8 @@ never again once labeled, so a second one is a *duplicate*), and stored annotati
 never acknowledged (a client timeout) are counted apart.
 
 Every request carries ``Authorization: Bearer <key>``; the server is started with
-``QUARRY_BOOTSTRAP_ADMIN_KEY`` set to that key.
+``QUARRY_BOOTSTRAP_ADMIN_KEY`` set to that key, as ``quarry serve --workers 2`` on PostgreSQL
+(one API process per core, as deployed; ``--server-workers``) and one process on SQLite.
 
 Usage::
 
@@ -366,7 +367,12 @@ def run_once(
     key = secrets.token_urlsafe(32)
     env["QUARRY_BOOTSTRAP_ADMIN_KEY"] = key
     port = retrain_load.free_port()
-    procs = [retrain_load.start(["serve", "--port", str(port)], env, work / "serve.log")]
+    workers = opts.server_workers or (1 if url.startswith("sqlite") else 2)
+    procs = [
+        retrain_load.start(
+            ["serve", "--port", str(port), "--workers", str(workers)], env, work / "serve.log"
+        )
+    ]
     if opts.runner == "redis":
         procs.append(retrain_load.start(["worker"], env, work / "worker.log"))
     pid = template["project_id"]
@@ -442,6 +448,7 @@ def run_once(
         "run": label,
         "database": run_url.split(":", 1)[0],
         "runner": opts.runner,
+        "server_workers": workers,
         "annotators": opts.annotators,
         "think_s": opts.think,
         "seconds": opts.seconds,
@@ -537,6 +544,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         choices=["redis", "process", "thread"],
         help="QUARRY_JOB_RUNNER of the server (redis starts a quarry worker)",
     )
+    parser.add_argument(
+        "--server-workers", type=int, default=0,
+        help="quarry serve --workers (default: 2 on PostgreSQL, one per core; 1 on SQLite)",
+    )
     parser.add_argument("--dataset", default="banking77", choices=["banking77", "digits"])
     parser.add_argument("--no-retrain", action="store_true", help="only the baseline run")
     parser.add_argument("--no-baseline", action="store_true", help="only the retrain run")
@@ -629,7 +640,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ]
     print(
         f"\n{opts.annotators} annotators x {opts.seconds:g} s (think {opts.think:g} s), "
-        f"{opts.dataset}, "
+        f"{opts.dataset}, {rows[0]['server_workers']} API process(es), "
         f"{rows[0]['database']}, runner {opts.runner}; target next+label p99 <= "
         f"{TARGET_P99_MS:g} ms, zero lost/duplicated"
     )
