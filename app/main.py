@@ -82,6 +82,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.bootstrap_admin_key:
             ensure_bootstrap_key(services, settings.bootstrap_admin_key)
         deliveries: DeliveryLoop | None = None
+        if services.refresher is not None:
+            try:
+                services.refresher.warm()
+            except Exception:  # noqa: BLE001 - a cold cache only costs the first /next
+                log.warning("warming the queue rankings failed", exc_info=True)
         if settings.job_runner != "inline":
             # queued jobs whose dispatch was lost (restart, flushed broker): a duplicate
             # message is harmless, the claim is a conditional update

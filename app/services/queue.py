@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 RANKING_SIZE = 200
 REFILL_BELOW = RANKING_SIZE // 4
 """Free items left in a ranking below which ``/next`` asks for a fresh one in the background."""
+COLD_WAIT_SECONDS = 60.0
+"""How long a ``/next`` without any ranking waits for the background computation."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,10 @@ def lease_next(
             ranking = deps.rankings.latest(project.id)  # serve it while the new one computes
             if ranking is not None:
                 _refresh_after_commit(session, deps.refresher, project.id, key)
+            else:  # cold: one computation (the refresher's), however many requests wait
+                deps.refresher.request(project.id, key)
+                deps.refresher.wait_for(key, timeout=COLD_WAIT_SECONDS)
+                ranking = deps.rankings.get(key)  # None if it failed: computed inline below
         if ranking is None:
             try:
                 ranking = _compute_ranking(session, project, deps, now)

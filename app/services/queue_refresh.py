@@ -10,6 +10,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import read_only, transaction
@@ -39,6 +40,7 @@ class RankingRefresher:
         self._deps = deps
         self._pending: set[tuple[object, ...]] = set()
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -53,6 +55,24 @@ class RankingRefresher:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quarry-rank")
             self._pool.submit(self._run, project_id, key)
         return True
+
+    def wait_for(self, key: tuple[object, ...], timeout: float) -> bool:
+        """Block until no computation of ``key`` is pending (its ranking stored, or given up);
+        False on timeout."""
+        with self._settled:
+            return self._settled.wait_for(lambda: key not in self._pending, timeout)
+
+    def warm(self, limit: int = 16) -> int:
+        """Queue the rankings of the ``limit`` most recently created projects that have an
+        active checkpoint (a starting API process: their first ``/next`` then finds a ranking
+        and the position -> id map ready); returns how many were queued."""
+        with read_only(self._sessionmaker) as session:
+            projects = session.scalars(
+                select(Project).where(Project.active_checkpoint_id.is_not(None))
+                .order_by(Project.id.desc()).limit(limit)
+            ).all()
+            keys = [(p.id, queue.ranking_key(p)) for p in projects]
+        return sum(self.request(project_id, key) for project_id, key in keys)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no computation is pending (tests, shutdown); False on timeout."""
@@ -78,8 +98,12 @@ class RankingRefresher:
         except Exception:  # noqa: BLE001 - a background refill must never take the server down
             log.warning("background ranking of project %s failed", project_id, exc_info=True)
         finally:
-            with self._lock:
-                self._pending.discard(key)
+            self._settle(key)
+
+    def _settle(self, key: tuple[object, ...]) -> None:
+        with self._settled:
+            self._pending.discard(key)
+            self._settled.notify_all()
 
     def _refresh(self, project_id: int, key: tuple[object, ...]) -> None:
         now = now_utc()
@@ -89,6 +113,9 @@ class RankingRefresher:
                 return  # deleted, or changed again meanwhile: a later request asks anew
             ranking, record = queue.compute_ranking(session, project, self._deps, now)
         self._deps.rankings.put(key, ranking)
+        # release waiters before the record's write: on SQLite a waiting /next holds the
+        # writer lock that this write needs
+        self._settle(key)
         with transaction(self._sessionmaker) as session:
             if session.get(Project, project_id) is not None:
                 session.add(record)

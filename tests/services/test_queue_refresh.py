@@ -18,8 +18,9 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker, read_only, transaction
 from app.main import build_services, create_app
 from app.migrate import upgrade_to_head
-from app.models import Project, QueueRanking
+from app.models import Checkpoint, Project, QueueRanking
 from app.services import queue
+from app.storage import atomic_write_npy
 from tests.factories import API, AUTH, BOOTSTRAP_KEY, blob_vectors
 
 
@@ -87,10 +88,11 @@ def test_running_low_refills_in_the_background(
     services = client.app.state.services
     pid = _project(client, 300)
     served = [_label_next(client, pid)["item"]["id"] for _ in range(2)]
-    assert len(compute_threads) == 1 and not compute_threads[0].startswith("quarry-rank")
+    assert len(compute_threads) == 1  # the cold one, awaited by the first /next
     served.append(_label_next(client, pid)["item"]["id"])  # 197 left: below REFILL_BELOW
     assert services.refresher.wait_idle()
-    assert len(compute_threads) == 2 and compute_threads[1].startswith("quarry-rank")
+    assert len(compute_threads) == 2
+    assert all(name.startswith("quarry-rank") for name in compute_threads)  # never inline
     with make_sessionmaker(make_engine(services.settings))() as session:
         key = queue.ranking_key(session.get(Project, pid))
     fresh = services.rankings.get(key)
@@ -111,9 +113,55 @@ def test_new_key_serves_the_previous_ranking_meanwhile(
     second = _label_next(client, pid)
     assert second["acquisition"]["seed"] == first["acquisition"]["seed"]  # the old ranking
     assert services.refresher.wait_idle()
-    assert len(compute_threads) == 2 and compute_threads[1].startswith("quarry-rank")
+    assert len(compute_threads) == 2
+    assert all(name.startswith("quarry-rank") for name in compute_threads)
     third = _label_next(client, pid)
     assert len({first["item"]["id"], second["item"]["id"], third["item"]["id"]}) == 3
+
+
+def test_cold_requests_share_one_computation(
+    client: TestClient, compute_threads: list[str]
+) -> None:
+    pid = _project(client, 300)
+    served: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def annotator(i: int) -> None:
+        barrier.wait()
+        response = client.get(f"{API}/projects/{pid}/next", params={"annotator": f"a{i}"})
+        assert response.status_code == 200, response.text
+        served.append(response.json()["items"][0]["item"]["id"])
+
+    threads = [threading.Thread(target=annotator, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(served) == 6 == len(set(served))
+    assert len(compute_threads) == 1
+
+
+def test_a_starting_process_warms_the_rankings_of_trained_projects(
+    client: TestClient, compute_threads: list[str]
+) -> None:
+    services = client.app.state.services
+    pid = _project(client, 50)
+    assert services.refresher.warm() == 0  # no active checkpoint: nothing worth warming
+    folder = services.store.checkpoint_dir(pid, 1)
+    atomic_write_npy(folder / "probs.npy", np.full((50, 3), 1 / 3, dtype=np.float32))
+    with transaction(services.sessionmaker) as session:
+        project = session.get(Project, pid)
+        checkpoint = Checkpoint(
+            project_id=pid, version=1, path=str(folder), pool_size=50, n_labeled=0
+        )
+        session.add(checkpoint)
+        session.flush()
+        project.active_checkpoint_id = checkpoint.id
+        key = queue.ranking_key(project)
+    assert services.refresher.warm() == 1
+    assert services.refresher.wait_idle()
+    assert compute_threads == [compute_threads[0]] and compute_threads[0].startswith("quarry-rank")
+    assert services.rankings.get(key) is not None
 
 
 def test_explicit_invalidation_drops_the_previous_ranking() -> None:
