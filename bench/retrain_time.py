@@ -14,12 +14,16 @@ checkpoint records) and on Banking77's real test split (3,080 un-noised MiniLM v
 Reference: scikit-learn's ``SelfTrainingClassifier(LogisticRegression)`` (threshold 0.95, one
 round), what a user would otherwise write, on the same arrays (``--no-sklearn`` skips it).
 
-Each variant runs in a fresh subprocess with two torch threads; wall seconds and the child's
-CPU seconds (``resource.getrusage(RUSAGE_CHILDREN)``, all threads) are reported, median over
-``--repeats``. On a machine shared with other jobs the wall time is inflated; on two idle
-cores it is about CPU / 2 when both threads are busy.
+Each variant runs in a fresh subprocess with ``--threads`` torch threads (default 1, the
+job's default ``QUARRY_TORCH_THREADS``, which leaves the second core to the API); wall seconds
+and the child's CPU seconds (``resource.getrusage(RUSAGE_CHILDREN)``, all threads) are
+reported, median over ``--repeats``. These nets are small (256-row batches): a second thread
+barely shortens a fit on idle cores, and on a shared machine two OpenMP threads spin at every
+barrier while the other is descheduled, so wall *and* CPU seconds inflate several-fold
+(measured at load ~4: fit 80 s / 77 CPU s with 2 threads, 22 s with ``OMP_WAIT_POLICY=PASSIVE``,
+11 s with 1 thread).
 
-    nice -n 5 .venv/bin/python bench/retrain_time.py --repeats 1
+    nice -n 10 .venv/bin/python bench/retrain_time.py --repeats 1 --variants capped --no-sklearn
 
 Writes ``bench/out/retrain_time.csv``.
 """
@@ -46,7 +50,7 @@ N_TOTAL = 110_000
 VARIANTS = ("uncapped", "capped", "sklearn")
 
 
-def run_variant(variant: str, seed: int, threads: int = 2) -> dict[str, Any]:
+def run_variant(variant: str, seed: int, threads: int = 1) -> dict[str, Any]:
     """One retrain in this process; returns accuracies and the job metrics' timing."""
     import torch
 
@@ -104,7 +108,7 @@ def run_variant(variant: str, seed: int, threads: int = 2) -> dict[str, Any]:
     }
 
 
-def timed_child(variant: str, seed: int, threads: int = 2) -> dict[str, Any]:
+def timed_child(variant: str, seed: int, threads: int = 1) -> dict[str, Any]:
     """Run one variant in a subprocess; wall and CPU seconds of that child."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -145,9 +149,9 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=2,
-        help="torch threads (the job's default QUARRY_TORCH_THREADS is 1; on a machine shared "
-        "with other jobs two threads wait on each other and the CPU seconds inflate too)",
+        default=1,
+        help="torch threads (1, the job's default QUARRY_TORCH_THREADS; see the docstring for "
+        "why 2 inflates both wall and CPU seconds on a shared machine)",
     )
     args = parser.parse_args()
     if args.child:
