@@ -27,7 +27,8 @@ column shows how many negatives each returned. The mining sets are generated onc
 parent into ``bench/out/mining_<dataset>_vectors.npy`` (corpus rows, then anchor rows) and
 both methods memory-map that same file (``np.load(mmap_mode="r")``). Each method runs in its
 own fresh subprocess (peak memory = ``ru_maxrss`` of that process, resident file pages
-included; "delta" subtracts the process's RSS after loading the data); timings (wall and
+included; "delta" subtracts the process's RSS after loading the data; only the
+sentence-transformers worker imports torch, which it runs on); timings (wall and
 ``time.process_time`` CPU) are medians of ``--repeats`` runs. ``negatives_ratios.csv`` gives
 Quarry / sentence-transformers throughput and peak-memory ratios per shared configuration.
 
