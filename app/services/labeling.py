@@ -1,5 +1,7 @@
 """Take annotations: append-only history, never a silent overwrite, idempotent retries."""
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -55,13 +57,13 @@ def annotate(
             annotator=last.annotator if last else None,
         )
     now = now_utc()
+    lease: Lease | None = None
     if body.lease_id is not None:
         lease = session.get(Lease, body.lease_id)
         if lease is None or lease.item_id != item.id:
             raise InvalidInput("lease_id does not belong to this item", field="lease_id")
-        close_lease(session, lease.id, LeaseStatus.COMPLETED, now)
     elif item.lease_id is not None:
-        close_lease(session, item.lease_id, LeaseStatus.COMPLETED, now)
+        lease = session.get(Lease, item.lease_id)
     annotation = Annotation(
         project_id=project.id,
         item_id=item.id,
@@ -81,6 +83,8 @@ def annotate(
         raise Conflict(
             "this Idempotency-Key was used for a different annotation", field="Idempotency-Key"
         ) from None
+    if lease is not None:  # after the insert's flush: one UPDATE of the item below
+        _complete_lease(item, lease, now)
     item.status = ItemStatus.LABELED
     item.labels = labels
     item.label_source = LabelSource.HUMAN
@@ -88,6 +92,18 @@ def annotate(
     session.flush()
     webhooks.emit_label_milestones(session, project_id=project.id)
     return annotation, True
+
+
+def _complete_lease(item: Item, lease: Lease, now: datetime) -> None:
+    """Close ``lease`` as completed and free the (locked) item if it still holds it; the item's
+    columns are written with its label in one UPDATE."""
+    if lease.status == LeaseStatus.ACTIVE:
+        lease.status = LeaseStatus.COMPLETED
+        lease.closed_at = now
+    if item.lease_id == lease.id:
+        item.lease_id = None
+        item.leased_by = None
+        item.lease_expires_at = None
 
 
 def skip(session: Session, project: Project, lease_id: str) -> Lease:
