@@ -6,12 +6,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import AppError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+DATABASE_RETRY_AFTER_S = 2
 
 
 def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> JSONResponse:
@@ -67,6 +69,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail), f"http_{exc.status_code}")
+
+    # the database is down, restarting or out of connections: transient, nothing was stored
+    # (the request's transaction never committed), so tell the client to retry
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
+        response = problem(
+            503, "Database unavailable",
+            "the database did not answer; nothing was stored, retry shortly",
+            "database_unavailable",
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(Exception)
     async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:

@@ -266,3 +266,18 @@ def test_dockerfile_cmd_is_a_real_command():
     parsed = build_parser().parse_args(_quarry_args(args))
     assert parsed.command == "serve" and parsed.host == "0.0.0.0" and parsed.port == 8000
     assert not [line for line in lines if line.startswith("ENTRYPOINT")]  # CMD is the command
+
+
+def test_database_outage_is_a_503_problem_with_retry_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.config import Settings
+    from app.main import build_services, create_app
+
+    settings = Settings(
+        data_dir=tmp_path / "data", job_runner="inline", queue_background_refresh=False,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2",
+    )
+    with TestClient(create_app(settings, build_services(settings)),
+                    raise_server_exceptions=False) as client:
+        r = client.get("/api/v1/projects", headers={"Authorization": "Bearer qk_" + "x" * 40})
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "database_unavailable" and r.headers["Retry-After"] == "2"
