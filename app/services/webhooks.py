@@ -179,15 +179,19 @@ def emit_label_milestones(session: Session, *, project_id: int) -> int:
     """After a human annotation: ``labels.milestone`` for subscriptions whose N divides the
     project's human annotation count. Call after the annotation's flush, in its transaction.
 
-    Under concurrent labelers two transactions may count the same total; the unique event id
-    (``labels.milestone:<count>``) keeps that to one event.
+    Concurrent labelers are serialized on the subscription rows (``FOR UPDATE``, taken after
+    the item's lock, so always in the same order): the count then runs after the previous
+    labeler committed and sees its annotation, so no multiple is skipped or counted twice
+    (PostgreSQL's read-committed statements see what committed before them; SQLite has one
+    writer). Projects without a milestone subscription lock nothing. The unique event id
+    (``labels.milestone:<count>``) still guards against a repeat.
     """
     subscriptions = session.scalars(
         select(WebhookSubscription).where(
             WebhookSubscription.project_id == project_id,
             WebhookSubscription.active.is_(True),
             WebhookSubscription.every_n_labels.is_not(None),
-        )
+        ).with_for_update()
     ).all()
     subscriptions = [s for s in subscriptions if LABELS_MILESTONE in s.events]
     if not subscriptions:
