@@ -5,14 +5,22 @@ from pathlib import Path
 from app.jobs.common import Progress, finish, run_guarded
 from app.jobs.runner import JobContext
 from app.ml.runtime import set_threads
-from app.models import Job, Project
+from app.models import Job, JobStatus, Project
 from app.schemas.pools import ItemIn
 from app.services import indexing, pools
 
 
 def run_import(job_id: int, ctx: JobContext) -> None:
-    """Embed and store the rows staged for ``job_id``; all or nothing."""
-    run_guarded(ctx.sessionmaker, job_id, lambda job, progress: _body(job, progress, ctx))
+    """Embed and store the rows staged for ``job_id``; all or nothing. The staged file is
+    removed once the job ended (succeeded, failed or cancelled: a failed import is re-run by
+    posting the file again, which stages it anew), never while another worker runs it."""
+    try:
+        run_guarded(ctx.sessionmaker, job_id, lambda job, progress: _body(job, progress, ctx))
+    finally:
+        with ctx.sessionmaker() as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                ctx.store.staging_path(job.project_id, f"{job.id}.jsonl").unlink(missing_ok=True)
 
 
 def _body(job: Job, progress: Progress, ctx: JobContext) -> None:

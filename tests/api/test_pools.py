@@ -152,3 +152,21 @@ def test_item_detail_has_history(client):
     assert [a["labels"] for a in detail["annotations"]] == [["a"]]
     assert detail["prediction"] is None
     assert json.loads(json.dumps(detail))["status"] == "labeled"
+
+
+def test_failed_import_job_stores_nothing_and_drops_its_staged_file(client, monkeypatch):
+    from app.services import pools
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("embedder crashed")
+
+    monkeypatch.setattr(pools, "embed_records", broken)
+    project = make_project(client, modality="text", labels=["x", "y"], task="binary")
+    rows = [{"text": f"message number {i}"} for i in range(70)]  # a job: inline max is 64
+    response = client.post(f"{API}/projects/{project['id']}/items", json=rows)
+    assert response.status_code == 202, response.text
+    job = client.get(response.headers["location"].removeprefix("/api/v1").join([API, ""])).json()
+    assert job["status"] == "failed" and "embedder crashed" in job["error"]
+    assert _count(client, project["id"]) == 0
+    store = client.app.state.services.store
+    assert not store.staging_path(project["id"], f"{job['id']}.jsonl").exists()
