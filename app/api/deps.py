@@ -14,7 +14,7 @@ from app.jobs.runner import JobRunner
 from app.models import Project
 from app.sampling.index_store import IndexStore
 from app.schemas.ids import DbId
-from app.services.auth import PrincipalCache
+from app.services.auth import LoginThrottle, PrincipalCache
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
 from app.services.queue import RankingCache
@@ -38,6 +38,7 @@ class Services:
     runner: JobRunner
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     refresher: RankingRefresher | None = None
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def get_services(request: Request) -> Services:

@@ -57,16 +57,29 @@ def login(
     key: Annotated[str, Form(max_length=500)] = "",
     next: Annotated[str, Form(max_length=500)] = "/projects",  # noqa: A002 - form field name
 ) -> Response:
-    """Start a session; 303 to ``next`` (a local path), or the form again with 401."""
+    """Start a session; 303 to ``next`` (a local path), or the form again with 401 (429 with
+    ``Retry-After`` after 10 failures from one address within 5 minutes)."""
     from app.api.ui import _render as render
 
     services = request.app.state.services
+    client = request.client.host if request.client else "unknown"
+    wait = services.logins.retry_after(client)
+    if wait > 0:
+        response = render(
+            request, "login.html",
+            {"heading": "Log in",
+             "error": f"too many failed logins from this address; try again in {wait:.0f} s"},
+            status_code=429,
+        )
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
     try:
         with transaction(services.sessionmaker) as session:
             _user, token, _csrf = auth_service.login(
                 session, name=name or None, password=password or None, key=key or None
             )
     except Unauthorized as exc:
+        services.logins.failed(client)
         return render(request, "login.html", {"heading": "Log in", "error": exc.message},
                       status_code=401)
     target = next if next.startswith("/") and not next.startswith("//") else "/projects"

@@ -107,6 +107,39 @@ class PrincipalCache:
             self._entries[digest] = (principal, time.monotonic() + self.ttl, _generation)
 
 
+class LoginThrottle:
+    """Failed ``/login`` attempts per client address: after ``limit`` failures within
+    ``window`` seconds the address is refused (HTTP 429) until the oldest one ages out, which
+    bounds password guessing to ``limit`` tries per window per address (OWASP Authentication
+    Cheat Sheet, "Login Throttling"). In memory, per API process. Thread-safe.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 300.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until ``client`` may try again (0: it may now)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < self.window]
+            if recent:
+                self._failures[client] = recent
+            else:
+                self._failures.pop(client, None)
+            if len(recent) < self.limit:
+                return 0.0
+            return self.window - (now - recent[-self.limit])
+
+    def failed(self, client: str) -> None:
+        """Record a failed attempt of ``client``."""
+        with self._lock:
+            if len(self._failures) > 100_000:  # a flood of addresses: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
+            self._failures.setdefault(client, []).append(time.monotonic())
+
+
 def sha256(secret: str) -> bytes:
     """SHA-256 digest (32 bytes) of a UTF-8 secret."""
     return hashlib.sha256(secret.encode("utf-8")).digest()

@@ -207,3 +207,25 @@ def test_password_hash_roundtrip() -> None:
     assert auth_service.verify_password("longenough", stored)
     assert not auth_service.verify_password("longenougH", stored)
     assert not auth_service.verify_password("x", "garbage")
+
+
+def test_login_throttled_after_repeated_failures(
+    client: TestClient, sessionmaker_: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import make_key
+
+    clock = [500.0]
+    monkeypatch.setattr(auth_service.time, "monotonic", lambda: clock[0])
+    make_key(sessionmaker_, "annotator", name="carol", password="right password")
+    ui = TestClient(client.app, raise_server_exceptions=False)
+    limit = client.app.state.services.logins.limit
+    for _ in range(limit):
+        assert ui.post("/login", data={"name": "carol", "password": "guess"},
+                       follow_redirects=False).status_code == 401
+    r = ui.post("/login", data={"name": "carol", "password": "right password"},
+                follow_redirects=False)  # even the right password waits out the window
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    clock[0] += client.app.state.services.logins.window
+    r = ui.post("/login", data={"name": "carol", "password": "right password"},
+                follow_redirects=False)
+    assert r.status_code == 303
