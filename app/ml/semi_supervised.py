@@ -365,16 +365,26 @@ def select_with_thresholds(
         return PseudoLabels.empty()
     labels = probs.argmax(axis=1)
     conf = probs[np.arange(probs.shape[0]), labels]
-    positions = np.flatnonzero(conf >= thresholds[labels])
+    return _most_confident(np.flatnonzero(conf >= thresholds[labels]), labels, conf, max_per_class)
+
+
+def _most_confident(
+    positions: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.int64],
+    confidences: FloatArray,
+    max_per_class: int | None,
+) -> PseudoLabels:
+    """``positions`` (ascending) kept to the ``max_per_class`` most confident per class (ties:
+    lower position first), as PseudoLabels."""
     if max_per_class is not None and positions.size:
-        order = np.lexsort((positions, -conf[positions], labels[positions]))
+        order = np.lexsort((positions, -confidences[positions], labels[positions]))
         grouped = labels[positions][order]
         rank = np.arange(order.size) - np.searchsorted(grouped, grouped, side="left")
         positions = np.sort(positions[order[rank < max_per_class]])
     return PseudoLabels(
         positions=positions.astype(np.int64),
         labels=labels[positions].astype(np.int64),
-        confidences=conf[positions].astype(np.float32),
+        confidences=confidences[positions].astype(np.float32),
     )
 
 
@@ -637,17 +647,7 @@ def _top_per_class(
     labels: npt.NDArray[np.int64], confidences: FloatArray, max_per_class: int | None
 ) -> PseudoLabels:
     """Rows with confidence > 0, at most ``max_per_class`` per class (most confident first)."""
-    positions = np.flatnonzero(confidences > 0)
-    if max_per_class is not None and positions.size:
-        order = np.lexsort((positions, -confidences[positions], labels[positions]))
-        grouped = labels[positions][order]
-        rank = np.arange(order.size) - np.searchsorted(grouped, grouped, side="left")
-        positions = np.sort(positions[order[rank < max_per_class]])
-    return PseudoLabels(
-        positions=positions.astype(np.int64),
-        labels=labels[positions].astype(np.int64),
-        confidences=confidences[positions].astype(np.float32),
-    )
+    return _most_confident(np.flatnonzero(confidences > 0), labels, confidences, max_per_class)
 
 
 def fit_label_spreading(
