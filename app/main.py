@@ -142,14 +142,18 @@ def ensure_bootstrap_key(services: Services, secret: str) -> None:
     from sqlalchemy.exc import IntegrityError
 
     from app.db import transaction
+    from app.errors import Conflict
     from app.services.auth import ensure_bootstrap_admin
 
-    for attempt in range(2):  # `serve --workers N`: processes start at once, one inserts
+    # `serve --workers N`: the processes start at once and race to insert the user and key;
+    # the loser fails on a unique constraint or on the winner's just-committed user, and its
+    # retry finds the key
+    for attempt in range(2):
         try:
             with transaction(services.sessionmaker) as session:
                 ensure_bootstrap_admin(session, secret)
             return
-        except IntegrityError:
+        except (IntegrityError, Conflict):
             if attempt:
                 raise
 

@@ -6,13 +6,17 @@ import torch
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` intra-op threads (0 keeps torch's default).
+    """Use ``n`` intra-op threads in torch and in faiss (0 keeps their defaults).
 
     Small heads gain nothing from more threads, and on a shared 2-core machine an
-    oversubscribed thread pool made one training 20x slower than a single thread.
+    oversubscribed thread pool made one training 20x slower than a single thread; the index
+    rebuild after a retrain (faiss k-means over the pool) took both cores from the API.
     """
+    from app.sampling.vector_index import set_search_threads
+
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    set_search_threads(n)
 
 
 def lower_priority(increment: int) -> int:

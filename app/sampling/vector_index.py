@@ -29,6 +29,14 @@ import numpy.typing as npt
 from app.sampling.mapped_pages import gather_rows, release_rows
 from app.strategies.base import FloatArray, IntArray
 
+
+def set_search_threads(n: int) -> None:
+    """Use ``n`` OpenMP threads for faiss builds and searches in this process (0 keeps faiss's
+    default, every core). Job processes pass their torch thread count: an index rebuilt after
+    a retrain then leaves the other cores to the API on a shared host."""
+    if n > 0:
+        faiss.omp_set_num_threads(n)
+
 IndexKind = Literal["flat", "hnsw", "ivf"]
 ApproximateKind = Literal["hnsw", "ivf"]
 

@@ -229,3 +229,24 @@ def test_login_throttled_after_repeated_failures(
     r = ui.post("/login", data={"name": "carol", "password": "right password"},
                 follow_redirects=False)
     assert r.status_code == 303
+
+
+def test_bootstrap_key_retries_a_lost_startup_race(
+    services, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    from app.errors import Conflict
+    from app.main import ensure_bootstrap_key
+
+    real, calls = auth_service.create_user, []
+
+    def racing(session, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["name"])
+        if len(calls) == 1:  # another API process committed the user a moment ago
+            raise Conflict("a user named 'admin' exists", field="name")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(auth_service, "create_user", racing)
+    ensure_bootstrap_key(services, "r" * 30)
+    assert calls == ["admin", "admin"]
+    with services.sessionmaker() as s:
+        assert auth_service.user_of_key(s, "r" * 30).role == "admin"
