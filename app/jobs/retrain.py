@@ -201,8 +201,9 @@ def _body(job: Job, progress: Progress, ctx: JobContext) -> None:
             device=device,
         ),
     )
-    if temperature != 1.0:  # queries read calibrated probabilities: softmax(logits / T)
-        probs = predict_proba(result.net, features, device=device, temperature=temperature)
+    # queries read calibrated probabilities: softmax(log p / T) = softmax(logits / T), applied
+    # to the pool's probabilities rather than by a second pass of the net over the pool
+    probs = validation.calibrate(probs, temperature, task=snap.task)
     result.metrics = validation.checkpoint_metrics(
         result.metrics,
         evaluation,
