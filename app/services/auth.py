@@ -23,6 +23,7 @@ from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.models import ApiKey, Project, ProjectMember, UiSession, User
 from app.models.auth import ROLES
 from app.models.base import utcnow
+from app.services.clock import as_utc
 
 KEY_PREFIX = "qk_"
 MIN_BOOTSTRAP_KEY_CHARS = 24
@@ -269,9 +270,7 @@ def user_of_key(session: Session, key: str) -> User:
     if row.user.disabled:
         raise Unauthorized("this user is disabled")
     now = utcnow()
-    last = row.last_used_at
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=now.tzinfo)
+    last = as_utc(row.last_used_at)
     if last is None or now - last > LAST_USED_RESOLUTION:
         row.last_used_at = now
     return row.user
@@ -369,11 +368,7 @@ def user_of_session(session: Session, token: str) -> tuple[User, UiSession]:
     row = session.scalar(select(UiSession).where(UiSession.token_hash == sha256(token)))
     if row is None:
         raise Unauthorized("no such session; log in again")
-    expires = row.expires_at
-    now = utcnow()
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=now.tzinfo)
-    if expires <= now or row.user.disabled:
+    if as_utc(row.expires_at) <= utcnow() or row.user.disabled:
         raise Unauthorized("the session expired; log in again")
     return row.user, row
 
