@@ -29,14 +29,6 @@ import numpy.typing as npt
 from app.sampling.mapped_pages import gather_rows, release_rows
 from app.strategies.base import FloatArray, IntArray
 
-
-def set_search_threads(n: int) -> None:
-    """Use ``n`` OpenMP threads for faiss builds and searches in this process (0 keeps faiss's
-    default, every core). Job processes pass their torch thread count: an index rebuilt after
-    a retrain then leaves the other cores to the API on a shared host."""
-    if n > 0:
-        faiss.omp_set_num_threads(n)
-
 IndexKind = Literal["flat", "hnsw", "ivf"]
 ApproximateKind = Literal["hnsw", "ivf"]
 
@@ -54,6 +46,14 @@ IVF_TRAIN_POINTS_PER_CELL = 64  # k-means training sample: at most this many poi
 _EXACT_BLOCK_ENTRIES = 1 << 21  # exact_neighbours: query x row similarities per block
 _EXACT_CHUNK_ROWS = 4096  # exact_neighbours: indexed rows per pass (~6 MiB at d=384)
 CHUNK_ROWS = 16_384  # rows checked / normalized / added per step (temporaries <= ~25 MiB)
+
+
+def set_search_threads(n: int) -> None:
+    """Use ``n`` OpenMP threads for faiss builds and searches in this process (0 keeps faiss's
+    default, every core). Job processes pass their torch thread count: an index rebuilt after
+    a retrain then leaves the other cores to the API on a shared host."""
+    if n > 0:
+        faiss.omp_set_num_threads(n)
 
 
 def as_float_matrix(vectors: npt.ArrayLike, *, name: str, dim: int | None = None) -> FloatArray:
