@@ -643,13 +643,6 @@ def _supervised_cv(
     return _scores(y_l, oof, config.task)
 
 
-def _top_per_class(
-    labels: npt.NDArray[np.int64], confidences: FloatArray, max_per_class: int | None
-) -> PseudoLabels:
-    """Rows with confidence > 0, at most ``max_per_class`` per class (most confident first)."""
-    return _most_confident(np.flatnonzero(confidences > 0), labels, confidences, max_per_class)
-
-
 def fit_label_spreading(
     x_labeled: npt.ArrayLike,
     y_labeled: npt.ArrayLike,
@@ -822,7 +815,8 @@ def fit_label_spreading(
             if cv_scores is not None
             else _scores(y_l, predict_proba(net, x_l, device=dev), config.task)
         )
-    stored = _top_per_class(
+    stored = _most_confident(  # spread rows (weight > 0), the most certain per class
+        pseudo.positions,
         _scatter(pseudo.positions, pseudo.labels, n_u),
         _scatter(pseudo.positions, pseudo.confidences, n_u),
         ssl.max_per_class,
