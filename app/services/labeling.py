@@ -1,7 +1,5 @@
 """Take annotations: append-only history, never a silent overwrite, idempotent retries."""
 
-from datetime import datetime
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -10,6 +8,7 @@ from app.errors import Conflict, InvalidInput, LabelConflict, NotFound
 from app.models import Annotation, Item, ItemStatus, LabelSource, Lease, LeaseStatus, Project
 from app.schemas.labels import AnnotationCreate
 from app.services import webhooks
+from app.services.pools import get_item
 from app.services.queue import close_lease, now_utc
 
 
@@ -31,9 +30,7 @@ def annotate(
     # already serializes writers), fresh even if this session holds it: two concurrent
     # submissions for one item are serialized, so the second sees the first's label (409, not
     # a silent overwrite) and its idempotency key.
-    item = session.get(Item, body.item_id, with_for_update=True, populate_existing=True)
-    if item is None or item.project_id != project.id:
-        raise NotFound("item", body.item_id)
+    item = get_item(session, project, body.item_id, lock=True)
     if idempotency_key:
         previous = _by_idempotency_key(session, project, idempotency_key)
         if previous is not None:
@@ -84,7 +81,7 @@ def annotate(
             "this Idempotency-Key was used for a different annotation", field="Idempotency-Key"
         ) from None
     if lease is not None:  # after the insert's flush: one UPDATE of the item below
-        _complete_lease(item, lease, now)
+        close_lease(session, lease.id, LeaseStatus.COMPLETED, now, item=item)
     item.status = ItemStatus.LABELED
     item.labels = labels
     item.label_source = LabelSource.HUMAN
@@ -92,18 +89,6 @@ def annotate(
     session.flush()
     webhooks.emit_label_milestones(session, project_id=project.id)
     return annotation, True
-
-
-def _complete_lease(item: Item, lease: Lease, now: datetime) -> None:
-    """Close ``lease`` as completed and free the (locked) item if it still holds it; the item's
-    columns are written with its label in one UPDATE."""
-    if lease.status == LeaseStatus.ACTIVE:
-        lease.status = LeaseStatus.COMPLETED
-        lease.closed_at = now
-    if item.lease_id == lease.id:
-        item.lease_id = None
-        item.leased_by = None
-        item.lease_expires_at = None
 
 
 def skip(session: Session, project: Project, lease_id: str) -> Lease:

@@ -234,9 +234,10 @@ def list_items(
     return items, next_cursor
 
 
-def get_item(session: Session, project: Project, item_id: int) -> Item:
-    """An item of this project, or NotFound."""
-    item = session.get(Item, item_id)
+def get_item(session: Session, project: Project, item_id: int, *, lock: bool = False) -> Item:
+    """An item of this project, or NotFound. ``lock``: read it fresh (even if the session holds
+    it) with its row locked until the transaction ends (``SELECT ... FOR UPDATE``)."""
+    item = session.get(Item, item_id, with_for_update=lock, populate_existing=lock)
     if item is None or item.project_id != project.id:
         raise NotFound("item", item_id)
     return item

@@ -363,14 +363,26 @@ def _claim(
     return claimed, len(free) - len(claimed)
 
 
-def close_lease(session: Session, lease_id: str, status: str, now: datetime) -> Lease | None:
-    """Mark a lease completed/skipped and free its item; returns the lease if it existed."""
+def close_lease(
+    session: Session, lease_id: str, status: str, now: datetime, *, item: Item | None = None
+) -> Lease | None:
+    """Mark a lease completed/skipped and free its item; returns the lease if it existed.
+
+    ``item``: the lease's item, already loaded and locked by the caller; it is freed through
+    its attributes (written with the caller's next flush) instead of an UPDATE of its own.
+    """
     lease = session.get(Lease, lease_id)
     if lease is None:
         return None
     if lease.status == LeaseStatus.ACTIVE:
         lease.status = status
         lease.closed_at = now
+    if item is not None:
+        if item.lease_id == lease_id:
+            item.lease_id = None
+            item.leased_by = None
+            item.lease_expires_at = None
+        return lease
     session.execute(
         update(Item)
         .where(Item.id == lease.item_id, Item.lease_id == lease_id)
