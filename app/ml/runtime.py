@@ -26,6 +26,6 @@ def lower_priority(increment: int) -> int:
     gives request threads the CPU first and training takes the rest: the API's latency stays
     that of an idle host while a retrain runs. A no-op for 0 or where ``os.nice`` is missing.
     """
-    if increment <= 0 or not hasattr(os, "nice"):
-        return os.nice(0) if hasattr(os, "nice") else 0
-    return os.nice(increment)
+    if not hasattr(os, "nice"):
+        return 0
+    return os.nice(max(0, increment))
