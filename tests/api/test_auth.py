@@ -2,6 +2,7 @@
 and CSRF, the bootstrap key."""
 
 import hashlib
+import os
 import re
 
 import pytest
@@ -242,11 +243,14 @@ def test_bootstrap_key_retries_a_lost_startup_race(
     def racing(session, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(kwargs["name"])
         if len(calls) == 1:  # another API process committed the user a moment ago
-            raise Conflict("a user named 'admin' exists", field="name")
+            raise Conflict(f"a user named {kwargs['name']!r} exists", field="name")
         return real(session, **kwargs)
 
     monkeypatch.setattr(auth_service, "create_user", racing)
+    # a name of its own: servers other tests start commit an "admin" to the shared database
+    name = f"boot-{os.urandom(4).hex()}"
+    monkeypatch.setattr(auth_service, "BOOTSTRAP_USER", name)
     ensure_bootstrap_key(services, "r" * 30)
-    assert calls == ["admin", "admin"]
+    assert calls == [name, name]
     with services.sessionmaker() as s:
         assert auth_service.user_of_key(s, "r" * 30).role == "admin"
