@@ -4,6 +4,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -54,10 +55,12 @@ def build_services(settings: Settings, sessionmaker=None) -> Services:  # type: 
     )
     runner = make_runner(settings, context)
     strategies = default_registry()
-    refresher = RankingRefresher(sessionmaker, QueueDeps(
+    queue_deps = QueueDeps(
         store=store, strategies=strategies, rankings=rankings,
         lease_seconds=settings.lease_seconds, cold_start_strategy=settings.cold_start_strategy,
-    )) if settings.queue_background_refresh else None
+    )
+    if settings.queue_background_refresh:
+        queue_deps = replace(queue_deps, refresher=RankingRefresher(sessionmaker, queue_deps))
     return Services(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -68,8 +71,8 @@ def build_services(settings: Settings, sessionmaker=None) -> Services:  # type: 
         index_store=index_store,
         nets=NetCache(),
         runner=runner,
+        queue=queue_deps,
         principals=PrincipalCache(settings.auth_cache_seconds),
-        refresher=refresher,
     )
 
 

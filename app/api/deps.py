@@ -17,7 +17,7 @@ from app.schemas.ids import DbId
 from app.services.auth import LoginThrottle, PrincipalCache
 from app.services.embedding import EmbedderCache
 from app.services.predicting import NetCache
-from app.services.queue import RankingCache
+from app.services.queue import QueueDeps, RankingCache
 from app.services.queue_refresh import RankingRefresher
 from app.storage import ArtifactStore
 from app.strategies.registry import StrategyRegistry
@@ -36,9 +36,14 @@ class Services:
     index_store: IndexStore
     nets: NetCache
     runner: JobRunner
+    queue: QueueDeps
     principals: PrincipalCache = field(default_factory=PrincipalCache)
-    refresher: RankingRefresher | None = None
     logins: LoginThrottle = field(default_factory=LoginThrottle)
+
+    @property
+    def refresher(self) -> RankingRefresher | None:
+        """The queue's background ranking refresher (None when rankings are computed inline)."""
+        return self.queue.refresher
 
 
 def get_services(request: Request) -> Services:

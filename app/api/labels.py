@@ -35,18 +35,6 @@ def create_annotation(
     return annotation
 
 
-def queue_deps(services: Any) -> queue.QueueDeps:
-    """The queue's collaborators from the service container."""
-    return queue.QueueDeps(
-        store=services.store,
-        strategies=services.strategies,
-        rankings=services.rankings,
-        lease_seconds=services.settings.lease_seconds,
-        cold_start_strategy=services.settings.cold_start_strategy,
-        refresher=services.refresher,
-    )
-
-
 @router.get("/next", response_model=NextResponse)
 def next_items(
     project: ProjectDep,
@@ -61,7 +49,7 @@ def next_items(
     model-free cold start before the first model); each carries why it was picked.
     """
     leases = queue.lease_next(
-        session, project, annotator=annotator, n=n, deps=queue_deps(services)
+        session, project, annotator=annotator, n=n, deps=services.queue
     )
     return {"items": [_next_item(session, project, lease) for lease in leases]}
 
@@ -115,7 +103,7 @@ def list_leases(
 def rerank_queue(project: ProjectDep, session: SessionDep, services: ServicesDep) -> dict[str, Any]:
     """Re-rank the annotation queue now from the active checkpoint (it also re-ranks by itself
     after every retrain); the ranking's top score joins the project's stats."""
-    ranking = queue.rerank(session, project, deps=queue_deps(services))
+    ranking = queue.rerank(session, project, deps=services.queue)
     return queue.read_ranking(ranking)
 
 
