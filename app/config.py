@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         "ranking runs low or a retrain activated a checkpoint; the previous one is served "
         "meanwhile). False computes them inside the /next that needs one.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="After start-up, move the process's objects to the garbage collector's "
+        "permanent generation (gc.freeze): a full collection then skips them instead of "
+        "pausing every request for ~0.4 s.",
+    )
     auth_cache_seconds: float = Field(
         5.0, ge=0, le=300,
         description="How long a resolved API key or UI session is reused without a database "

@@ -16,6 +16,9 @@ from app.db import enable_sqlite_transactions
 from app.main import build_services, create_app
 from app.migrate import downgrade, upgrade_to_head
 
+# every test app would freeze its predecessors' garbage for good (app.main's gc.freeze)
+os.environ.setdefault("QUARRY_GC_FREEZE", "false")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

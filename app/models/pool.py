@@ -61,7 +61,11 @@ class Lease(TimestampMixin, Base):
     """One serving of an item to an annotator by ``/next``, with why it was picked."""
 
     __tablename__ = "leases"
-    __table_args__ = (Index("ix_leases_project_annotator", "project_id", "annotator"),)
+    # status last: /next's "not skipped by this annotator" check reads only the skipped rows
+    # of an annotator who may hold thousands of completed leases
+    __table_args__ = (
+        Index("ix_leases_project_annotator_status", "project_id", "annotator", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

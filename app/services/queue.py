@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.errors import PoolExhausted
@@ -296,54 +296,16 @@ def _claim(
     """Lease up to ``n`` free items of ``ranking`` in rank order; returns the leases and how
     many free items of the ranking are left after them."""
     expires = now + timedelta(seconds=deps.lease_seconds)
-    free = set(
-        session.scalars(
-            select(Item.id).where(
-                Item.id.in_(ranking.item_ids.tolist()),
-                Item.status != ItemStatus.LABELED,
-                or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
-                Item.id.not_in(
-                    select(Lease.item_id).where(
-                        Lease.project_id == project.id,
-                        Lease.annotator == annotator,
-                        Lease.status == LeaseStatus.SKIPPED,
-                    )
-                ),
-            )
-        ).all()
-    )
+    ranked = ranking.item_ids.tolist()
+    if session.get_bind().dialect.name == "postgresql":
+        taken, n_free = _claim_postgresql(session, project, ranked, annotator, n, now, expires)
+    else:
+        taken, n_free = _claim_one_by_one(session, project, ranked, annotator, n, now, expires)
+    rank_of = {item_id: rank for rank, item_id in enumerate(ranked)}
     claimed: list[Lease] = []
-    # PostgreSQL: skip an item whose row another transaction holds (a concurrent claim, a label,
-    # a retrain's write-back) instead of waiting for it to commit; SQLite has one writer.
-    skip_locked = session.get_bind().dialect.name == "postgresql"
-    ranked = zip(ranking.item_ids.tolist(), ranking.scores, strict=True)
-    for rank, (item_id, score) in enumerate(ranked):
-        if len(claimed) >= n:
-            break
-        if item_id not in free:
-            continue
-        lease_id = uuid.uuid4().hex
-        claimable = (
-            Item.status != ItemStatus.LABELED,
-            or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
-        )
-        target = (
-            Item.id.in_(
-                select(Item.id)
-                .where(Item.id == item_id, *claimable)
-                .with_for_update(skip_locked=True)
-            )
-            if skip_locked
-            else Item.id == item_id
-        )
-        result = session.execute(
-            update(Item)
-            .where(target, *claimable)
-            .values(lease_id=lease_id, leased_by=annotator, lease_expires_at=expires)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # another annotator took it first
+    for item_id, lease_id in sorted(taken, key=lambda pair: rank_of[pair[0]]):
+        rank = rank_of[item_id]
+        score = ranking.scores[rank]
         lease = Lease(
             id=lease_id,
             project_id=project.id,
@@ -360,7 +322,121 @@ def _claim(
         )
         session.add(lease)
         claimed.append(lease)
-    return claimed, len(free) - len(claimed)
+    return claimed, n_free - len(claimed)
+
+
+# One round trip, whatever the ranking's length: the ids travel as one array parameter (an
+# IN-list of 200 parameters is re-parsed by the driver on every call), the free items are
+# locked in rank order skipping rows another transaction holds (a concurrent claim, a label, a
+# retrain's write-back) instead of waiting for them, and each gets a fresh 32-hex lease id.
+# ``picked`` repeats the conditions: a row claimed by a transaction that committed after this
+# statement's snapshot is re-checked when it is locked, and skipped for the next one.
+_CLAIM_POSTGRESQL = text(
+    """
+    WITH free AS (
+        SELECT id FROM items
+        WHERE id = ANY(CAST(:ranked AS BIGINT[]))
+          AND status <> :labeled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+          AND id NOT IN (
+              SELECT item_id FROM leases
+              WHERE project_id = :project_id AND annotator = :annotator AND status = :skipped)
+    ),
+    picked AS (
+        SELECT id FROM items
+        WHERE id IN (SELECT id FROM free)
+          AND status <> :labeled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+        ORDER BY array_position(CAST(:ranked AS BIGINT[]), CAST(id AS BIGINT))
+        LIMIT :n
+        FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE items
+        SET lease_id = replace(CAST(gen_random_uuid() AS TEXT), '-', ''),
+            leased_by = :annotator, lease_expires_at = :expires
+        WHERE id IN (SELECT id FROM picked)
+          AND status <> :labeled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+        RETURNING id, lease_id
+    )
+    SELECT (SELECT count(*) FROM free) AS n_free, claimed.id, claimed.lease_id
+    FROM (SELECT 1) AS one LEFT JOIN claimed ON true
+    """
+)
+
+
+def _claim_postgresql(
+    session: Session,
+    project: Project,
+    ranked: list[int],
+    annotator: str,
+    n: int,
+    now: datetime,
+    expires: datetime,
+) -> tuple[list[tuple[int, str]], int]:
+    rows = session.execute(
+        _CLAIM_POSTGRESQL,
+        {
+            "ranked": ranked,
+            "labeled": ItemStatus.LABELED,
+            "now": now,
+            "project_id": project.id,
+            "annotator": annotator,
+            "skipped": LeaseStatus.SKIPPED,
+            "n": n,
+            "expires": expires,
+        },
+    ).all()
+    taken = [(int(row.id), str(row.lease_id)) for row in rows if row.id is not None]
+    return taken, int(rows[0].n_free) if rows else 0
+
+
+def _claim_one_by_one(
+    session: Session,
+    project: Project,
+    ranked: list[int],
+    annotator: str,
+    n: int,
+    now: datetime,
+    expires: datetime,
+) -> tuple[list[tuple[int, str]], int]:
+    """SQLite (one writer at a time): read the free items, then a conditional UPDATE each."""
+    claimable = (
+        Item.status != ItemStatus.LABELED,
+        or_(Item.lease_expires_at.is_(None), Item.lease_expires_at <= now),
+    )
+    free = set(
+        session.scalars(
+            select(Item.id).where(
+                Item.id.in_(ranked),
+                *claimable,
+                Item.id.not_in(
+                    select(Lease.item_id).where(
+                        Lease.project_id == project.id,
+                        Lease.annotator == annotator,
+                        Lease.status == LeaseStatus.SKIPPED,
+                    )
+                ),
+            )
+        ).all()
+    )
+    taken: list[tuple[int, str]] = []
+    for item_id in ranked:
+        if len(taken) >= n:
+            break
+        if item_id not in free:
+            continue
+        lease_id = uuid.uuid4().hex
+        result = session.execute(
+            update(Item)
+            .where(Item.id == item_id, *claimable)
+            .values(lease_id=lease_id, leased_by=annotator, lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            taken.append((item_id, lease_id))
+    return taken, len(free)
 
 
 def close_lease(
