@@ -15,8 +15,8 @@ Data (real, never uniform noise):
 
 Each annotator is an asyncio task of the driver process (one ``aiohttp.ClientSession``, a
 connection per annotator) that loops: ``GET /next?annotator=load-<i>`` (timed),
-``POST /annotations`` with the lease, the item's true class and a unique ``Idempotency-Key`` (timed), then "thinks"
-for ``--think`` seconds on average (uniform between 0.5x and 1.5x, as in
+``POST /annotations`` with the lease, the item's true class and a unique ``Idempotency-Key``
+(timed), then "thinks" for ``--think`` seconds on average (uniform between 0.5x and 1.5x, as in
 ``bench/next_latency.py``; default 1 s, a fast annotator: 50 of them label about 45 items/s,
 160,000 an hour). ``--think 0`` is a stress test: the service is saturated and latency is
 queueing time. At ``--retrain-at``
