@@ -33,7 +33,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
         # a worker imports torch and builds its app before it answers the supervisor's ping:
         # seconds on a loaded host, so allow a minute before it counts as hung
-        uvicorn.run("app.main:create_app", factory=True, workers=workers,
+        uvicorn.run("app.main:create_served_app", factory=True, workers=workers,
                     timeout_worker_healthcheck=60, **options)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.observability.db_timing import instrument
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -18,7 +19,13 @@ def make_engine(settings: Settings) -> Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         enable_sqlite_transactions(engine)
-        return engine
+    else:
+        engine = _postgresql_engine(url)
+    instrument(engine)  # per-request database time in the access log
+    return engine
+
+
+def _postgresql_engine(url: str) -> Engine:
     # up to 50 connections: more than uvicorn's 40 worker threads (anyio's default limiter),
     # so a request that needs a connection outside the thread pool (an async dependency) never
     # waits for one held by a thread whose response it blocks (a 30 s pool-timeout stall)

@@ -77,6 +77,17 @@ def build_services(settings: Settings, sessionmaker=None) -> Services:  # type: 
     )
 
 
+def create_served_app() -> FastAPI:
+    """The app of one ``quarry serve --workers N`` process (uvicorn's factory, in a fresh
+    interpreter): logging configured as in the CLI (``QUARRY_LOG_FORMAT``), then
+    :func:`create_app` from the environment."""
+    from app.observability.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The FastAPI app: JSON API under /api/v1, the labeling UI at /."""
     settings = settings or get_settings()

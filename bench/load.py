@@ -19,13 +19,16 @@ connection per annotator) that loops: ``GET /next?annotator=load-<i>`` (timed),
 (timed), then "thinks" for ``--think`` seconds on average (uniform between 0.5x and 1.5x, as in
 ``bench/next_latency.py``; default 1 s, a fast annotator: 50 of them label about 45 items/s,
 160,000 an hour). ``--think 0`` is a stress test: the service is saturated and latency is
-queueing time. At ``--retrain-at``
-seconds the bench POSTs ``/train``; when the load ends a still-running retrain is cancelled and
-its run time so far is reported. Acknowledged = a 2xx answer to ``POST /annotations``. The
-check then reads the database: every acknowledged annotation id is stored (else *lost*), no
-item has two human annotations from the run (the API serves an item to one annotator and
-never again once labeled, so a second one is a *duplicate*), and stored annotations that were
-never acknowledged (a client timeout) are counted apart.
+queueing time. At ``--retrain-at`` seconds the bench POSTs ``/train``, and (``--retrains
+loop``, the default) posts it again as soon as the job ends, so a retrain runs for nearly the
+whole load; when the load ends a still-running retrain is cancelled. ``in_retrain_pair_p99_ms``
+counts only the cycles whose ``/next`` was sent while a job ran (its started_at..finished_at),
+the target's "during a retrain"; ``pair_p99_ms`` counts the whole run. Acknowledged = a 2xx
+answer to ``POST /annotations``. The check then reads the database: every acknowledged
+annotation id is stored (else *lost*), no item has two human annotations from the run (the API
+serves an item to one annotator and never again once labeled, so a second one is a
+*duplicate*), and stored annotations that were never acknowledged (a client timeout) are
+counted apart.
 
 Every request carries ``Authorization: Bearer <key>``; the server is started with
 ``QUARRY_BOOTSTRAP_ADMIN_KEY`` set to that key, as ``quarry serve --workers 2`` on PostgreSQL
@@ -337,17 +340,96 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def _pairs(log: list[list[Any]]) -> list[float]:
-    """next+label milliseconds of each annotator's successful next -> label cycle."""
-    last_next: dict[str, float] = {}
+def _pairs(log: list[list[Any]], windows: list[tuple[float, float]] | None = None) -> list[float]:
+    """next+label milliseconds of each annotator's successful next -> label cycle; with
+    ``windows`` ([(start, end)] unix seconds), only the cycles whose ``/next`` was sent inside
+    one of them."""
+    last_next: dict[str, tuple[float, float]] = {}
     out = []
-    for kind, _t, ms, status, who, *_rest in log:
+    for kind, t, ms, status, who, *_rest in log:
         if kind == "next":
             if status == 200:
-                last_next[who] = ms
+                last_next[who] = (t, ms)
         elif who in last_next:
-            out.append(last_next.pop(who) + ms)
+            t_next, ms_next = last_next.pop(who)
+            if windows is None or any(a <= t_next <= b for a, b in windows):
+                out.append(ms_next + ms)
     return out
+
+
+class Retrains:
+    """Retrains back to back for the whole load: ``POST /train`` at ``--retrain-at`` seconds,
+    again as soon as a job ends, until :meth:`finish` (which cancels the one still running).
+    Each job's (started_at, finished_at) is a window of "during a retrain"."""
+
+    def __init__(self, api: Any, project_id: int, opts: Any) -> None:
+        import threading
+
+        self._api, self._pid, self._opts = api, project_id, opts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.jobs: list[dict[str, Any]] = []
+        self.windows: list[tuple[float, float]] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        if self._stop.wait(self._opts.retrain_at):
+            return
+        while not self._stop.is_set():
+            answer = self._api.post(f"/projects/{self._pid}/train", content=self._opts.train_body)
+            if answer.status_code != 202:
+                raise RuntimeError(f"POST /train answered {answer.status_code}: {answer.text}")
+            job = answer.json()
+            self.jobs.append(job)
+            while not self._stop.wait(0.5):
+                job = self._api.get(f"/jobs/{job['id']}").json()
+                if job["status"] not in ("queued", "running"):
+                    break
+            self.jobs[-1] = job
+            if self._opts.retrains == "once":
+                return
+
+    def finish(self) -> None:
+        """Stop posting, cancel a running job, and read every job's window."""
+        from datetime import datetime
+
+        self._stop.set()
+        self._thread.join(timeout=60)
+        end = time.time()
+        for i, job in enumerate(self.jobs):
+            job = self._api.get(f"/jobs/{job['id']}").json()
+            if job["status"] in ("queued", "running"):
+                self._api.post(f"/jobs/{job['id']}/cancel")
+            self.jobs[i] = job
+            if job.get("started_at"):
+                start = datetime.fromisoformat(job["started_at"]).timestamp()
+                done = job.get("finished_at")
+                stop = datetime.fromisoformat(done).timestamp() if done else end
+                self.windows.append((start, stop))
+
+
+def _in_retrain(log: list[list[Any]], retrains: Retrains | None) -> dict[str, Any]:
+    """The retrain columns: jobs, seconds under a retrain, and next+label percentiles of the
+    cycles that started while one ran."""
+    if retrains is None:
+        return {"retrains": None}
+    pairs = _pairs(log, retrains.windows)
+    finished = [j for j in retrains.jobs if j["status"] == "succeeded"]
+    return {
+        "retrains": len(retrains.jobs),
+        "retrains_succeeded": len(finished),
+        "retrain_statuses": ",".join(j["status"] for j in retrains.jobs),
+        "retrain_ran_s": round(sum(b - a for a, b in retrains.windows), 1),
+        "retrain_job_s": round(float(np.median([retrain_load.job_seconds(j) for j in finished])), 1)
+        if finished
+        else None,
+        "in_retrain_pairs": len(pairs),
+        "in_retrain_pair_p50_ms": _pct(pairs, 50),
+        "in_retrain_pair_p95_ms": _pct(pairs, 95),
+        "in_retrain_pair_p99_ms": _pct(pairs, 99),
+    }
 
 
 def run_once(
@@ -383,7 +465,7 @@ def run_once(
         procs.append(retrain_load.start(["worker"], env, work / "worker.log"))
     pid = template["project_id"]
     headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
-    job: dict[str, Any] | None = None
+    retrains: Retrains | None = None
     try:
         retrain_load.wait_healthy(port, procs[0])
         import httpx
@@ -413,27 +495,17 @@ def run_once(
             [sys.executable, __file__, "--drive", str(spec)],
             cwd=Path(__file__).resolve().parents[1],
         )
-        posted = None
-        if retrain:
-            time.sleep(opts.retrain_at)
-            answer = api.post(f"/projects/{pid}/train", content=opts.train_body)
-            if answer.status_code != 202:
-                raise RuntimeError(f"POST /train answered {answer.status_code}: {answer.text}")
-            job = answer.json()
-            posted = time.time()
+        retrains = Retrains(api, pid, opts) if retrain else None
+        if retrains is not None:
+            retrains.start()
         driver.wait(timeout=opts.seconds + 300)
         wall = time.monotonic() - wall0
         cpu_server = _children_cpu_s([p for proc in procs for p in _tree(proc.pid)]) - cpu_before
         load_after = os.getloadavg()
         if driver.returncode != 0:
             raise RuntimeError(f"the driver exited with {driver.returncode}")
-        if job is not None:
-            job = api.get(f"/jobs/{job['id']}").json()
-            if job["status"] in ("queued", "running"):
-                ran_s, finished = time.time() - (posted or time.time()), False
-                api.post(f"/jobs/{job['id']}/cancel")
-            else:
-                ran_s, finished = retrain_load.job_seconds(job), True
+        if retrains is not None:
+            retrains.finish()
         result = json.loads((work / "requests.json").read_text())
         log = result["log"]
         check = exactly_once(run_url, pid, log)
@@ -473,9 +545,7 @@ def run_once(
         **check,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors) or "",
-        "retrain_status": (job or {}).get("status", ""),
-        "retrain_ran_s": round(ran_s, 1) if job else None,
-        "retrain_finished": finished if job else None,
+        **_in_retrain(log, retrains),
         "load1_before": round(load_before[0], 2),
         "load1_after": round(load_after[0], 2),
         "server_cpu_s": round(cpu_server, 1),
@@ -558,6 +628,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--no-retrain", action="store_true", help="only the baseline run")
     parser.add_argument("--no-baseline", action="store_true", help="only the retrain run")
     parser.add_argument("--retrain-at", type=float, default=5.0, help="seconds into the load")
+    parser.add_argument(
+        "--retrains",
+        default="loop",
+        choices=["loop", "once"],
+        help="loop: a new retrain as soon as one ends, for the whole load (default); once: one",
+    )
     parser.add_argument("--train-body", default=TRAIN_BODY, help="JSON body of POST /train")
     parser.add_argument("--out", default=str(OUT / "load.csv"))
     parser.add_argument(
@@ -637,8 +713,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "stored_unacked",
         "double_served",
         "errors",
+        "retrains",
+        "retrain_job_s",
         "retrain_ran_s",
-        "retrain_finished",
+        "in_retrain_pairs",
+        "in_retrain_pair_p99_ms",
         "load1_before",
         "load1_after",
         "server_cpu_s",

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import enable_sqlite_transactions
 from app.main import build_services, create_app
 from app.migrate import downgrade, upgrade_to_head
+from app.observability.db_timing import instrument
 
 # every test app would freeze its predecessors' garbage for good (app.main's gc.freeze)
 os.environ.setdefault("QUARRY_GC_FREEZE", "false")
@@ -60,6 +61,7 @@ def engine(database_url: str) -> Iterator[Engine]:
         enable_sqlite_transactions(eng)
     else:
         eng = create_engine(database_url)
+    instrument(eng)  # as app.db.make_engine does: database time in the access log
     yield eng
     eng.dispose()
 

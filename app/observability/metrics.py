@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Annotation, Job, JobStatus, LabelSource
+from app.observability.db_timing import DbTime, db_time_var
 from app.observability.logs import request_id_var
 from app.services.clock import as_utc
 from app.services.queue import now_utc
@@ -132,7 +133,8 @@ def make_registry(sm: sessionmaker[Session]) -> tuple[CollectorRegistry, Histogr
 
 class RequestMiddleware:
     """Pure ASGI middleware: ``X-Request-ID`` (kept when the client sends a sane one), the
-    latency histogram by route template, and one ``quarry.access`` log line per request."""
+    latency histogram by route template, and one ``quarry.access`` log line per request
+    (``duration_ms``, and ``db_ms``/``db_statements``: the time spent in database calls)."""
 
     def __init__(self, app: Callable[..., Any], histogram: Histogram) -> None:
         self.app, self.histogram = app, histogram
@@ -143,6 +145,8 @@ class RequestMiddleware:
             return
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
+        db_time = DbTime()
+        db_token = db_time_var.set(db_time)
         started = time.perf_counter()
         status = {"code": 500}
 
@@ -164,8 +168,11 @@ class RequestMiddleware:
             access_log.info(
                 "%s %s %s", method, route, status["code"],
                 extra={"method": method, "route": route, "status": status["code"],
-                       "duration_ms": round(elapsed * 1000, 2)},
+                       "duration_ms": round(elapsed * 1000, 2),
+                       "db_ms": round(db_time.seconds * 1000, 2),
+                       "db_statements": db_time.statements},
             )
+            db_time_var.reset(db_token)
             request_id_var.reset(token)
 
 

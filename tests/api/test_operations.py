@@ -145,6 +145,7 @@ def test_request_id_and_json_access_log(client):
     try:
         sent = client.get(f"{API}/healthz", headers={"X-Request-ID": "req-42"})
         fresh = client.get(f"{API}/healthz")
+        listed = client.get(f"{API}/projects")
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
@@ -156,6 +157,10 @@ def test_request_id_and_json_access_log(client):
     assert first["status"] == 200 and first["method"] == "GET" and first["duration_ms"] >= 0
     assert first["level"] == "INFO" and first["logger"] == "quarry.access"
     assert lines[1]["request_id"] == fresh.headers["x-request-id"]
+    # the time spent in database calls: none for the health check, some for a listing
+    assert first["db_statements"] == 0 and first["db_ms"] == 0
+    assert listed.status_code == 200 and lines[2]["route"] == "/api/v1/projects"
+    assert lines[2]["db_statements"] >= 1 and 0 < lines[2]["db_ms"] <= lines[2]["duration_ms"]
 
 
 def test_json_log_lines_carry_the_job_id():

@@ -39,7 +39,10 @@ def test_load_runs_and_every_acknowledged_label_is_stored_once(work):
             str(out),
         ]
     )
-    assert row["run"] == "retrain" and row["retrain_status"] in ("queued", "running", "succeeded")
+    assert row["run"] == "retrain" and row["retrains"] >= 1
+    statuses = row["retrain_statuses"].split(",")
+    assert set(statuses) <= {"queued", "running", "succeeded", "cancelled"}
+    assert row["in_retrain_pairs"] <= len([r for r in load_requests(work) if r["kind"] == "label"])
     assert row["acked"] > 0 and row["errors"] == 0
     assert row["stored"] == row["acked"] and row["lost"] == 0 and row["duplicated"] == 0
     assert row["double_served"] == 0
@@ -52,6 +55,13 @@ def test_load_runs_and_every_acknowledged_label_is_stored_once(work):
     assert load.exactly_once(url, 1, bogus)["lost"] == 1
 
 
+def load_requests(work):
+    import csv
+
+    with open(work / "load_requests.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def test_pairs_add_each_successful_next_to_its_label():
     log = [
         ["next", 0, 10.0, 200, "a", 1, None, None, ""],
@@ -61,3 +71,16 @@ def test_pairs_add_each_successful_next_to_its_label():
         ["label", 0, 1.0, 201, "b", 2, 8, "k", ""],
     ]
     assert load._pairs(log) == [30.0, 6.0]
+
+
+def test_pairs_in_windows_keep_the_cycles_whose_next_was_sent_inside_one():
+    log = [
+        ["next", 1.0, 10.0, 200, "a", 1, None, None, ""],
+        ["label", 1.1, 20.0, 201, "a", 1, 7, "k", ""],
+        ["next", 5.0, 5.0, 200, "a", 2, None, None, ""],
+        ["label", 5.1, 1.0, 201, "a", 2, 8, "k", ""],
+        ["next", 9.0, 2.0, 200, "b", 3, None, None, ""],
+        ["label", 9.1, 3.0, 201, "b", 3, 9, "k", ""],
+    ]
+    assert load._pairs(log, [(0.5, 2.0), (8.0, 9.0)]) == [30.0, 5.0]
+    assert load._pairs(log, []) == []
